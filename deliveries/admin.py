@@ -1,0 +1,150 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from deliveries.models import (
+    Artifact,
+    AuditEvent,
+    GateCondition,
+    PipelineRun,
+    Project,
+    ProjectToken,
+    Promotion,
+    QualityGate,
+    Stage,
+    Waiver,
+)
+
+
+class ProjectTokenInline(admin.TabularInline):
+    model = ProjectToken
+    extra = 0
+    fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # tokens are made by the "issue a new API token" action, which shows them once
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch"]
+    search_fields = ["name", "slug", "gitlab_project_path"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [ProjectTokenInline]
+    actions = ["issue_token"]
+
+    @admin.action(description="Issue a new API token (shown once)")
+    def issue_token(self, request, queryset):
+        for project in queryset:
+            _, token = ProjectToken.issue(project=project)
+            AuditEvent.objects.create(actor=request.user, project=project, action="token.issued")
+            self.message_user(
+                request, f"New token for {project}: {token} — copy it now, it will not be shown again.",
+                messages.WARNING,
+            )
+
+
+@admin.register(ProjectToken)
+class ProjectTokenAdmin(admin.ModelAdmin):
+    list_display = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["project"]
+    readonly_fields = ["project", "prefix", "created_at", "last_used_at"]
+    fields = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).")
+
+
+class StageInline(admin.TabularInline):
+    model = Stage
+    extra = 0
+    fields = ["order", "name", "status", "started_at", "finished_at"]
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    extra = 0
+    fields = ["repository", "tag", "digest", "registry"]
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "branch", "short_sha", "status", "trigger", "started_at", "finished_at"]
+    list_filter = ["status", "trigger", "project", "branch"]
+    search_fields = ["commit_sha", "commit_title", "commit_author", "build_number"]
+    date_hierarchy = "created_at"
+    list_select_related = ["project"]
+    raw_id_fields = ["triggered_by"]
+    inlines = [StageInline, ArtifactInline]
+
+
+@admin.register(Stage)
+class StageAdmin(admin.ModelAdmin):
+    list_display = ["name", "run", "order", "status", "started_at", "finished_at"]
+    list_filter = ["status", "name"]
+    search_fields = ["name", "log_excerpt"]
+    list_select_related = ["run__project"]
+    raw_id_fields = ["run"]
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    list_display = ["repository", "tag", "digest", "run"]
+    search_fields = ["repository", "tag", "digest"]
+    list_select_related = ["run__project"]
+    raw_id_fields = ["run"]
+
+
+class GateConditionInline(admin.TabularInline):
+    model = GateCondition
+    extra = 1
+
+
+@admin.register(QualityGate)
+class QualityGateAdmin(admin.ModelAdmin):
+    list_display = ["project", "is_active"]
+    inlines = [GateConditionInline]
+
+
+@admin.register(GateCondition)
+class GateConditionAdmin(admin.ModelAdmin):
+    list_display = ["gate", "metric", "comparator", "threshold", "relative_to_production"]
+    list_select_related = ["gate__project"]
+
+
+@admin.register(Waiver)
+class WaiverAdmin(admin.ModelAdmin):
+    list_display = ["identifier", "kind", "project", "owner", "expires_at"]
+    list_filter = ["kind", "project"]
+    search_fields = ["identifier", "reason"]
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    list_display = ["project", "source_run", "state", "requested_by", "approved_by", "mr_iid", "created_at"]
+    list_filter = ["state", "project"]
+    list_select_related = ["project", "source_run__project", "requested_by", "approved_by"]
+    raw_id_fields = ["source_run", "master_run", "production_deployment"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "actor_label", "project", "action", "target_type", "target_id"]
+    list_filter = ["action", "project"]
+    search_fields = ["action", "actor_label", "target_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

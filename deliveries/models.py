@@ -1,0 +1,350 @@
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    gitlab_project_path = models.CharField(max_length=255, blank=True, help_text="group/project on GitLab")
+    repository_url = models.URLField(blank=True)
+    jenkins_job_path = models.CharField(max_length=255, blank=True, help_text="folder/job on Jenkins")
+    dev_branch = models.CharField(max_length=100, default="dev")
+    release_branch = models.CharField(max_length=100, default="master")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("project-detail", args=[self.slug])
+
+
+class ProjectToken(models.Model):
+    """An API token of a project, for Jenkins callbacks.
+
+    Only a SHA-256 of the token is stored; the token is shown once when it is made. The
+    prefix is not secret: it finds the row, then the hash is compared in constant time.
+    """
+
+    PREFIX_LENGTH = 8
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, default="jenkins")
+    prefix = models.CharField(max_length=PREFIX_LENGTH, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.project} · {self.name} · dp_{self.prefix}…"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, project: Project, name: str = "jenkins") -> tuple["ProjectToken", str]:
+        """Make a token; returns the row and the clear token, which is never stored."""
+        prefix = secrets.token_hex(cls.PREFIX_LENGTH // 2)
+        token = f"dp_{prefix}_{secrets.token_urlsafe(32)}"
+        row = cls.objects.create(project=project, name=name, prefix=prefix, token_hash=cls.hash_token(token))
+        return row, token
+
+    @classmethod
+    def find(cls, token: str) -> "ProjectToken | None":
+        """The live token row matching a clear token, or None."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "dp" or len(parts[1]) != cls.PREFIX_LENGTH:
+            return None
+        row = cls.objects.select_related("project").filter(prefix=parts[1], revoked_at__isnull=True).first()
+        if row is None or not hmac.compare_digest(row.token_hash, cls.hash_token(token)):
+            return None
+        return row
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    UNSTABLE = "unstable", "Unstable"
+    ABORTED = "aborted", "Aborted"
+    TRIGGER_FAILED = "trigger_failed", "Trigger failed"
+
+
+FINISHED_RUN_STATUSES = {
+    RunStatus.SUCCESS,
+    RunStatus.FAILED,
+    RunStatus.UNSTABLE,
+    RunStatus.ABORTED,
+    RunStatus.TRIGGER_FAILED,
+}
+
+
+class RunTrigger(models.TextChoices):
+    PORTAL = "portal", "Portal"
+    WEBHOOK = "webhook", "GitLab webhook"
+    JENKINS = "jenkins", "Jenkins"
+
+
+class PipelineRunQuerySet(models.QuerySet):
+    def latest_per_branch(self):
+        """The newest run of every (project, branch)."""
+        newest = self.values("project", "branch").annotate(newest_id=models.Max("id")).values("newest_id")
+        return self.filter(id__in=models.Subquery(newest))
+
+
+class PipelineRun(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    branch = models.CharField(max_length=255)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    commit_title = models.CharField(max_length=500, blank=True)
+    commit_author = models.CharField(max_length=255, blank=True)
+    trigger = models.CharField(max_length=16, choices=RunTrigger.choices, default=RunTrigger.JENKINS)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    queue_id = models.PositiveBigIntegerField(null=True, blank=True)
+    build_number = models.PositiveIntegerField(null=True, blank=True)
+    build_url = models.URLField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status_reason = models.CharField(max_length=500, blank=True, help_text="Why it failed to trigger, for example")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PipelineRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "build_number"],
+                condition=models.Q(build_number__isnull=False),
+                name="run_unique_build_number_per_project",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="run_project_created"),
+            models.Index(fields=["project", "branch", "-created_at"], name="run_project_branch_created"),
+            models.Index(fields=["-started_at"], name="run_started"),
+            models.Index(fields=["status"], name="run_status"),
+        ]
+
+    def __str__(self):
+        label = f"#{self.build_number}" if self.build_number is not None else f"run {self.pk}"
+        return f"{self.project} {label} ({self.branch})"
+
+    def get_absolute_url(self):
+        return reverse("run-detail", args=[self.project.slug, self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_RUN_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @property
+    def short_sha(self) -> str:
+        return self.commit_sha[:8]
+
+
+class StageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    UNSTABLE = "unstable", "Unstable"
+    ABORTED = "aborted", "Aborted"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Stage(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=200)
+    order = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    log_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="stage_unique_name_per_run")]
+
+    def __str__(self):
+        return f"{self.run} · {self.name}"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Artifact(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="artifacts")
+    repository = models.CharField(max_length=255, help_text="Image repository, e.g. registry.gitlab.com/group/app")
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=100, blank=True, help_text="sha256:…")
+    registry = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["repository", "tag"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "repository", "tag"], name="artifact_unique_image_per_run"),
+        ]
+
+    def __str__(self):
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest.removeprefix("sha256:")[:12]
+
+
+class GateMetric(models.TextChoices):
+    CRITICAL_VULNERABILITIES = "critical_vulnerabilities", "Critical vulnerabilities"
+    HIGH_VULNERABILITIES = "high_vulnerabilities", "High vulnerabilities"
+    NEW_CRITICAL_VULNERABILITIES = "new_critical_vulnerabilities", "New critical vulnerabilities"
+    SECRETS = "secrets", "Secrets found"
+    FAILED_SCENARIOS = "failed_scenarios", "Failed attack scenarios"
+    ERROR_PERCENT = "error_percent", "Load test error %"
+    P95_MS = "p95_ms", "Load test p95 (ms)"
+
+
+class Comparator(models.TextChoices):
+    LT = "lt", "<"
+    LTE = "lte", "≤"
+    GT = "gt", ">"
+    GTE = "gte", "≥"
+    EQ = "eq", "="
+
+
+class QualityGate(models.Model):
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quality_gate")
+    is_active = models.BooleanField(default=True)
+
+    def __str__(self):
+        return f"Quality gate of {self.project}"
+
+
+class GateCondition(models.Model):
+    gate = models.ForeignKey(QualityGate, on_delete=models.CASCADE, related_name="conditions")
+    metric = models.CharField(max_length=40, choices=GateMetric.choices)
+    comparator = models.CharField(max_length=4, choices=Comparator.choices, default=Comparator.LTE)
+    threshold = models.FloatField()
+    relative_to_production = models.BooleanField(
+        default=False, help_text="Compare with the run in production rather than with an absolute value"
+    )
+
+    def __str__(self):
+        rel = " vs production" if self.relative_to_production else ""
+        return f"{self.get_metric_display()} {self.get_comparator_display()} {self.threshold:g}{rel}"
+
+
+class WaiverKind(models.TextChoices):
+    VULNERABILITY = "vulnerability", "Vulnerability"
+    SCENARIO = "scenario", "Attack scenario"
+
+
+class Waiver(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="waivers")
+    kind = models.CharField(max_length=16, choices=WaiverKind.choices)
+    identifier = models.CharField(max_length=255, help_text="CVE/AVD id or scenario name")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "kind", "identifier"], name="waiver_lookup")]
+
+    def __str__(self):
+        return f"{self.identifier} waived until {self.expires_at:%Y-%m-%d}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.expires_at > timezone.now()
+
+
+class PromotionState(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    APPROVED = "approved", "Approved"
+    MERGING = "merging", "Merging"
+    MERGED = "merged", "Merged"
+    RELEASED = "released", "Released"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+
+
+class Promotion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="promotions")
+    source_run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="promotions")
+    state = models.CharField(max_length=16, choices=PromotionState.choices, default=PromotionState.REQUESTED)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    mr_iid = models.PositiveIntegerField(null=True, blank=True)
+    mr_url = models.URLField(max_length=500, blank=True)
+    gate_snapshot = models.JSONField(default=dict, blank=True)
+    master_run = models.ForeignKey(
+        PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="promoted_from"
+    )
+    production_deployment = models.ForeignKey(
+        "environments.Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "-created_at"], name="promotion_state_created")]
+
+    def __str__(self):
+        return f"Promotion of {self.source_run} ({self.state})"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who did what and when."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True, help_text="Who acted when not a user: a token, Jenkins")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=50, blank=True)
+    target_id = models.CharField(max_length=50, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor or self.actor_label} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")

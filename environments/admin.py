@@ -1,0 +1,104 @@
+from django.contrib import admin
+from django.db.models import OuterRef, Prefetch, Subquery
+from django.utils import timezone
+from django.utils.html import format_html
+
+from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
+
+
+class HostInline(admin.TabularInline):
+    model = Host
+    extra = 0
+
+
+class FreezeWindowInline(admin.TabularInline):
+    model = FreezeWindow
+    extra = 0
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    """The operators' screen: every environment, its health and what runs on it."""
+
+    list_display = ["name", "tier", "order", "health", "deployed_now", "frozen", "requires_approval"]
+    list_filter = ["tier", "requires_approval"]
+    search_fields = ["name", "slug", "health_url", "docker_host_url", "hosts__name", "hosts__address"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [HostInline, FreezeWindowInline]
+
+    def get_queryset(self, request):
+        now = timezone.now()
+        current = Deployment.objects.current_per_environment().select_related("project", "source_run")
+        latest_check = AvailabilityCheck.objects.filter(environment=OuterRef("pk")).order_by("-checked_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                health_ok=Subquery(latest_check.values("ok")[:1]),
+                health_code=Subquery(latest_check.values("status_code")[:1]),
+                health_checked_at=Subquery(latest_check.values("checked_at")[:1]),
+            )
+            .prefetch_related(
+                Prefetch("deployments", queryset=current, to_attr="current_deployments"),
+                Prefetch(
+                    "freeze_windows",
+                    queryset=FreezeWindow.objects.filter(starts_at__lte=now, ends_at__gt=now),
+                    to_attr="active_freezes",
+                ),
+            )
+        )
+
+    @admin.display(description="Health")
+    def health(self, obj):
+        if obj.health_ok is None:
+            return "—"
+        label = "healthy" if obj.health_ok else "failing"
+        code = obj.health_code or "no answer"
+        return format_html('<span title="{}">{} ({})</span>', obj.health_checked_at, label, code)
+
+    @admin.display(description="Deployed now")
+    def deployed_now(self, obj):
+        items = [
+            f"{d.project.slug} {d.source_run.short_sha if d.source_run else ''}".strip()
+            for d in obj.current_deployments
+        ]
+        return ", ".join(items) or "—"
+
+    @admin.display(description="Frozen", boolean=True)
+    def frozen(self, obj):
+        return bool(obj.active_freezes)
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = ["name", "environment", "address", "ec2_instance_id"]
+    list_filter = ["environment"]
+    search_fields = ["name", "address", "ec2_instance_id"]
+    list_select_related = ["environment"]
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(admin.ModelAdmin):
+    list_display = ["environment", "starts_at", "ends_at", "reason"]
+    list_filter = ["environment"]
+    list_select_related = ["environment"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["project", "environment", "kind", "status", "source_run", "deployer", "started_at", "finished_at"]
+    list_filter = ["environment", "kind", "status", "project"]
+    search_fields = ["image_digests", "step_log", "deployed_by_label"]
+    date_hierarchy = "started_at"
+    list_select_related = ["project", "environment", "source_run__project", "deployed_by"]
+    raw_id_fields = ["source_run", "replaced", "deployed_by"]
+    filter_horizontal = ["artifacts"]
+
+
+@admin.register(AvailabilityCheck)
+class AvailabilityCheckAdmin(admin.ModelAdmin):
+    list_display = ["environment", "url", "ok", "status_code", "latency_ms", "checked_at"]
+    list_filter = ["environment", "ok"]
+    list_select_related = ["environment"]
+    raw_id_fields = ["deployment"]
+

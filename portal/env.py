@@ -1,0 +1,123 @@
+"""Strict reading of settings from the environment.
+
+Every reader takes the environment mapping explicitly so it can be tested without touching
+os.environ, and raises ImproperlyConfigured naming the variable when a value is unusable:
+a portal that starts with a half-understood configuration is worse than one that refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+DATABASE_SCHEMES = {"sqlite", "postgres", "postgresql", "pgsql"}
+
+
+def read_bool(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def read_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}.")
+    return value
+
+
+def read_list(environ: Mapping[str, str], name: str, default: list[str]) -> list[str]:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def read_url(environ: Mapping[str, str], name: str, *, schemes: set[str]) -> str:
+    """An optional URL: empty when unset, refused when it is not an absolute URL of a known scheme."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return ""
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        allowed = ", ".join(sorted(schemes))
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a URL ({allowed}).")
+    return raw.rstrip("/")
+
+
+def read_secret_key(environ: Mapping[str, str], *, debug: bool) -> str:
+    key = environ.get("SECRET_KEY", "").strip()
+    if key:
+        if len(key) < 32 and not debug:
+            raise ImproperlyConfigured("SECRET_KEY is too short: use at least 32 random characters.")
+        return key
+    if debug:
+        # Development only: sessions do not survive a restart, which is the point.
+        return "insecure-development-key-set-SECRET_KEY-in-production"
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set it to a long random string (make run writes one to var/secret_key), "
+        "or set DEBUG=true for local development."
+    )
+
+
+def read_database(environ: Mapping[str, str], *, default_sqlite_path: Path) -> dict:
+    raw = environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(default_sqlite_path),
+            "OPTIONS": sqlite_options(),
+        }
+    scheme = raw.partition("://")[0].lower()
+    if "://" not in raw or scheme not in DATABASE_SCHEMES:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL={redact_url(raw)!r} is not understood: use sqlite:///path/to/file.sqlite3 "
+            "or postgres://user:password@host:5432/name."
+        )
+    try:
+        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL={redact_url(raw)!r} is invalid: {exc}") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["OPTIONS"] = sqlite_options()
+        config["CONN_MAX_AGE"] = 0
+    elif not config.get("NAME"):
+        raise ImproperlyConfigured(f"DATABASE_URL={redact_url(raw)!r} names no database.")
+    return config
+
+
+def sqlite_options() -> dict:
+    # WAL and IMMEDIATE transactions let the web server and the qcluster worker share the file
+    # without "database is locked" on every concurrent write.
+    return {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for error messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

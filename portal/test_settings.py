@@ -1,0 +1,18 @@
+"""Settings for the test suite: the real settings with test-only defaults filled in."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnop")
+os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="portal-test-"))
+
+from portal.settings import *  # noqa: E402,F403
+from portal.settings import Q_CLUSTER, VAR_DIR  # noqa: E402
+
+MEDIA_ROOT = VAR_DIR / "media"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+
+# A file, not memory, so that a real qcluster worker started by a test can share the test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

@@ -1,0 +1,171 @@
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class ReportKind(models.TextChoices):
+    TRIVY = "trivy", "Trivy scan"
+    GAUNTLT = "gauntlt", "Gauntlt attacks"
+    JMETER = "jmeter", "JMeter load test"
+
+
+class ReportStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PARSING = "parsing", "Parsing"
+    PARSED = "parsed", "Parsed"
+    FAILED = "failed", "Failed"
+
+
+class Report(models.Model):
+    """A raw report file as uploaded, and the state of its ingestion."""
+
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="reports")
+    kind = models.CharField(max_length=16, choices=ReportKind.choices, blank=True, help_text="Empty until detected")
+    file = models.FileField(upload_to="reports/%Y/%m/", max_length=500)
+    original_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=ReportStatus.choices, default=ReportStatus.RECEIVED)
+    error = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    parsed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "sha256"], name="report_unique_file_per_run")]
+        indexes = [models.Index(fields=["run", "kind"], name="report_run_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display() or 'Report'} {self.original_name} of {self.run}"
+
+    def get_absolute_url(self):
+        return reverse("report-detail", args=[self.pk])
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "CRITICAL", "Critical"
+    HIGH = "HIGH", "High"
+    MEDIUM = "MEDIUM", "Medium"
+    LOW = "LOW", "Low"
+    UNKNOWN = "UNKNOWN", "Unknown"
+
+
+class FindingClass(models.TextChoices):
+    VULNERABILITY = "vulnerability", "Vulnerability"
+    MISCONFIGURATION = "misconfiguration", "Misconfiguration"
+    SECRET = "secret", "Secret"
+    LICENSE = "license", "License"
+
+
+class Finding(models.Model):
+    """One Trivy finding. `fingerprint` is built from identifiers only, so it matches across runs and images."""
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="findings")
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="findings")
+    artifact_name = models.CharField(max_length=255, blank=True, help_text="Scanned image or path, without tag")
+    target = models.CharField(max_length=500, blank=True)
+    finding_class = models.CharField(max_length=20, choices=FindingClass.choices)
+    fingerprint = models.CharField(max_length=64)
+    identifier = models.CharField(max_length=200, help_text="CVE, AVD or rule id")
+    package = models.CharField(max_length=255, blank=True)
+    installed_version = models.CharField(max_length=200, blank=True)
+    fixed_version = models.CharField(max_length=500, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.UNKNOWN)
+    title = models.TextField(blank=True)
+    detail = models.TextField(blank=True, help_text="Misconfiguration message or masked secret match")
+    url = models.URLField(max_length=500, blank=True)
+    new_on_branch = models.BooleanField(default=True, help_text="Absent from the previous run of the branch")
+    new_vs_production = models.BooleanField(null=True, help_text="Absent from what production runs; null if unknown")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["run", "severity"], name="finding_run_severity"),
+            models.Index(fields=["run", "fingerprint"], name="finding_run_fingerprint"),
+        ]
+
+    def __str__(self):
+        return f"{self.identifier} in {self.package or self.target}"
+
+
+class ScenarioStatus(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+    UNDEFINED = "undefined", "Undefined"
+    PENDING = "pending", "Pending"
+    UNKNOWN = "unknown", "Not run"
+
+
+class AttackScenario(models.Model):
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="scenarios")
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="scenarios")
+    feature = models.CharField(max_length=500)
+    name = models.CharField(max_length=500)
+    line = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ScenarioStatus.choices)
+    duration_ms = models.FloatField(null=True, blank=True)
+    failing_step = models.TextField(blank=True)
+    failure_message = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "status"], name="scenario_run_status")]
+
+    def __str__(self):
+        return f"{self.feature}: {self.name} ({self.status})"
+
+
+class LoadTestStat(models.Model):
+    """Statistics of one JMeter label, or of all samples when is_total."""
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_stats")
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="load_stats")
+    label = models.CharField(max_length=500)
+    is_total = models.BooleanField(default=False)
+    samples = models.PositiveBigIntegerField()
+    errors = models.PositiveBigIntegerField()
+    error_percent = models.FloatField()
+    min_ms = models.FloatField()
+    max_ms = models.FloatField()
+    mean_ms = models.FloatField()
+    stdev_ms = models.FloatField()
+    p50_ms = models.FloatField()
+    p90_ms = models.FloatField()
+    p95_ms = models.FloatField()
+    p99_ms = models.FloatField()
+    throughput = models.FloatField(help_text="Samples per second")
+    received_kbps = models.FloatField(default=0)
+    sent_kbps = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["is_total", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["report", "label", "is_total"], name="loadstat_unique_label"),
+        ]
+
+    def __str__(self):
+        return "Total" if self.is_total else self.label
+
+
+class LoadTestBucket(models.Model):
+    """All samples of one time slice of a load test, for charts."""
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_buckets")
+    started_at = models.DateTimeField()
+    width_seconds = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()
+    errors = models.PositiveIntegerField()
+    mean_ms = models.FloatField()
+    p95_ms = models.FloatField()
+    active_threads = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [models.UniqueConstraint(fields=["report", "started_at"], name="bucket_unique_slice")]
+
+    def __str__(self):
+        return f"{self.started_at:%H:%M:%S} +{self.width_seconds}s: {self.samples} samples"

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from scanners import views
+
+urlpatterns = [
+    path("<int:report_id>/", views.report_detail, name="report-detail"),
+]

@@ -1,0 +1,98 @@
+import pytest
+from django.db import IntegrityError, transaction
+
+from deliveries.models import AuditEvent, PipelineRun, ProjectToken, Stage
+from environments.models import FreezeWindow
+from tests.factories import EnvironmentFactory, ProjectFactory, RunFactory, StageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_refuses_a_second_run_with_the_same_build_number_in_a_project():
+    run = RunFactory(build_number=7)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RunFactory(project=run.project, build_number=7)
+
+
+def test_it_allows_the_same_build_number_in_another_project():
+    RunFactory(build_number=7)
+    RunFactory(build_number=7)
+    assert PipelineRun.objects.filter(build_number=7).count() == 2
+
+
+def test_it_allows_several_runs_not_yet_numbered():
+    # A run triggered from the portal has no build number until Jenkins takes it off the queue.
+    project = ProjectFactory()
+    RunFactory(project=project, build_number=None)
+    RunFactory(project=project, build_number=None)
+    assert project.runs.count() == 2
+
+
+def test_it_refuses_a_second_stage_with_the_same_name_in_a_run():
+    stage = StageFactory(name="Build images")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StageFactory(run=stage.run, name="Build images")
+    StageFactory(name="Build images")  # another run may have it
+    assert Stage.objects.filter(name="Build images").count() == 2
+
+
+def test_it_refuses_a_freeze_window_that_ends_before_it_starts():
+    from django.utils import timezone
+
+    now = timezone.now()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FreezeWindow.objects.create(environment=EnvironmentFactory(), starts_at=now, ends_at=now, reason="x")
+
+
+def test_it_finds_the_freeze_window_in_force():
+    from django.utils import timezone
+
+    environment = EnvironmentFactory()
+    now = timezone.now()
+    window = FreezeWindow.objects.create(
+        environment=environment, starts_at=now - timezone.timedelta(hours=1), ends_at=now + timezone.timedelta(hours=1),
+        reason="Black Friday",
+    )
+    assert environment.freeze_at(now) == window
+    assert environment.freeze_at(now + timezone.timedelta(hours=2)) is None
+
+
+def test_it_keeps_only_a_hash_of_a_project_token():
+    project = ProjectFactory()
+    row, token = ProjectToken.issue(project=project)
+    assert token not in {row.token_hash, row.prefix}
+    assert token.startswith(f"dp_{row.prefix}_")
+    assert ProjectToken.find(token) == row
+
+
+@pytest.mark.parametrize("mangle", [lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), lambda t: t + "x", lambda t: ""])
+def test_it_does_not_find_a_wrong_token(mangle):
+    _, token = ProjectToken.issue(project=ProjectFactory())
+    assert ProjectToken.find(mangle(token)) is None
+
+
+def test_it_does_not_find_a_revoked_token():
+    from django.utils import timezone
+
+    row, token = ProjectToken.issue(project=ProjectFactory())
+    row.revoked_at = timezone.now()
+    row.save()
+    assert ProjectToken.find(token) is None
+
+
+def test_audit_events_cannot_be_changed_or_deleted():
+    event = AuditEvent.objects.create(actor_label="jenkins", action="run.started")
+    event.action = "something else"
+    with pytest.raises(ValueError, match="append-only"):
+        event.save()
+    with pytest.raises(ValueError, match="append-only"):
+        event.delete()
+
+
+def test_it_finds_the_latest_run_of_each_branch():
+    project = ProjectFactory()
+    RunFactory(project=project, branch="dev")
+    newest_dev = RunFactory(project=project, branch="dev")
+    master = RunFactory(project=project, branch="master")
+    other_project_run = RunFactory(branch="dev")
+    assert set(PipelineRun.objects.latest_per_branch()) == {newest_dev, master, other_project_run}

@@ -1,0 +1,46 @@
+import pytest
+from django.core import serializers
+from django.core.management import call_command
+
+from deliveries.models import Artifact, PipelineRun, Project, RunStatus, Stage
+from environments.models import AvailabilityCheck, Deployment, DeploymentKind, Environment, Host
+
+pytestmark = pytest.mark.django_db
+
+SEEDED_MODELS = [Project, PipelineRun, Stage, Artifact, Environment, Host, Deployment, AvailabilityCheck]
+
+
+def snapshot() -> dict:
+    return {model.__name__: serializers.serialize("json", model.objects.order_by("pk")) for model in SEEDED_MODELS}
+
+
+def test_it_builds_a_living_history():
+    call_command("seed_demo")
+    assert Project.objects.count() >= 3
+    assert set(Environment.objects.values_list("slug", flat=True)) == {"dev", "staging", "production"}
+    runs = PipelineRun.objects.all()
+    assert 180 <= runs.count() <= 220
+    first, last = runs.order_by("created_at").first(), runs.order_by("created_at").last()
+    assert (last.created_at - first.created_at).days >= 55
+    assert runs.filter(status=RunStatus.FAILED).exists()
+    assert Stage.objects.filter(run__status=RunStatus.SUCCESS).count() >= 10 * runs.filter(status="success").count()
+    assert Artifact.objects.count() >= runs.count()
+    assert Deployment.objects.filter(environment__slug="production").exists()
+    assert Deployment.objects.filter(kind=DeploymentKind.ROLLBACK).count() == 1
+
+
+def test_running_it_twice_gives_the_same_data():
+    call_command("seed_demo")
+    first = snapshot()
+    call_command("seed_demo")
+    assert snapshot() == first
+
+
+def test_it_gives_demo_users_their_roles(monkeypatch):
+    monkeypatch.setenv("DEMO_PASSWORD", "demo-password-123")
+    call_command("seed_demo")
+    from django.contrib.auth import authenticate
+
+    user = authenticate(username="tom.lead", password="demo-password-123")
+    assert user is not None
+    assert list(user.groups.values_list("name", flat=True)) == ["techlead"]
