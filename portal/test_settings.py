@@ -1,10 +1,14 @@
 """Settings for the test suite: the real settings with test-only defaults filled in."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnop")
-os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="portal-test-"))
+if "PORTAL_VAR_DIR" not in os.environ:
+    os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="portal-test-")
+    atexit.register(shutil.rmtree, os.environ["PORTAL_VAR_DIR"], ignore_errors=True)
 
 from portal.settings import *  # noqa: E402,F403
 from portal.settings import Q_CLUSTER, VAR_DIR  # noqa: E402

@@ -19,6 +19,21 @@ class ReportParseError(ValueError):
         super().__init__(f"{location}: {message}" if location else message)
 
 
+def json_type_name(value) -> str:
+    """How an error message names the JSON type of a value: "got an array", "got null"..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
 def open_binary(source: Source) -> BinaryIO:
     """A readable binary file object for any accepted source (the caller closes it)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -29,16 +44,43 @@ def open_binary(source: Source) -> BinaryIO:
 
 
 def read_all(source: Source, *, max_bytes: int | None = None) -> bytes:
-    """All bytes of a source, refusing more than max_bytes without reading them all into memory."""
+    """All bytes of a source, refusing more than max_bytes before reading them.
+
+    The size is checked first (file.read(n) would allocate n bytes up front), so an upload over
+    the cap costs no memory.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-    else:
-        handle = open_binary(source)
-        try:
-            data = handle.read(max_bytes + 1 if max_bytes is not None else -1)
-        finally:
-            if handle is not source:
-                handle.close()
-    if max_bytes is not None and len(data) > max_bytes:
+        check_size(len(data), max_bytes)
+        return data
+    handle = open_binary(source)
+    try:
+        size = size_of(handle)
+        if size is not None:
+            check_size(size, max_bytes)
+            return handle.read()
+        chunks, total = [], 0
+        while chunk := handle.read(1024 * 1024):
+            total += len(chunk)
+            check_size(total, max_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        if handle is not source:
+            handle.close()
+
+
+def size_of(handle: BinaryIO) -> int | None:
+    """Bytes left to read in a seekable file, or None when it cannot be told."""
+    try:
+        position = handle.tell()
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(position)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return end - position
+
+
+def check_size(size: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
         raise ReportParseError(f"the file is larger than the {max_bytes:,} bytes allowed")
-    return data

@@ -1,0 +1,7 @@
+"""django-q2 entry points of the scanners app: they take ids and call a service."""
+
+from scanners import services
+
+
+def ingest_report(report_id: int) -> str:
+    return services.ingest_report(report_id=report_id).status

@@ -1,0 +1,61 @@
+"""Raw reports in S3 (moto's server standing in for AWS), as configured with AWS_STORAGE_BUCKET_NAME."""
+
+import io
+import socket
+
+import boto3
+import pytest
+from django.core.files.storage import default_storage
+
+from scanners import services
+from scanners.models import Finding, ReportStatus
+from tests.factories import RunFactory
+from tests.scanners import samples
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint, settings, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="portal-reports")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "portal-reports",
+                "endpoint_url": s3_endpoint,
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+            },
+        },
+    }
+    return client
+
+
+def test_it_keeps_the_raw_report_in_s3_and_ingests_from_there(s3_storage):
+    content = samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")])
+    report, _ = services.receive_report(run=RunFactory(), file=io.BytesIO(content), original_name="app.json",
+                                        queue=False)
+    assert type(default_storage._wrapped).__name__ == "S3Storage"
+    stored = s3_storage.get_object(Bucket="portal-reports", Key=report.file.name)["Body"].read()
+    assert stored == content
+    report = services.ingest_report(report_id=report.pk)
+    assert report.status == ReportStatus.PARSED
+    assert Finding.objects.filter(report=report).count() == 1

@@ -1,0 +1,189 @@
+import io
+
+import pytest
+from django.core.files.storage import default_storage
+
+from deliveries.models import RunStatus
+from scanners import services
+from scanners.models import AttackScenario, Finding, LoadTestStat, Report, ReportStatus
+from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
+from tests.scanners import samples
+
+pytestmark = pytest.mark.django_db
+
+
+def receive(run, content: bytes, name="report.json", kind=""):
+    report, _ = services.receive_report(run=run, file=io.BytesIO(content), original_name=name, kind=kind, queue=False)
+    return report
+
+
+def ingest(run, content: bytes, name="report.json", kind=""):
+    return services.ingest_report(report_id=receive(run, content, name, kind).pk)
+
+
+def test_it_stores_the_raw_file_at_once_and_queues_ingestion(django_capture_on_commit_callbacks):
+    run = RunFactory()
+    content = samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        report, created = services.receive_report(run=run, file=io.BytesIO(content), original_name="app.json")
+    assert created and len(callbacks) == 1
+    report.refresh_from_db()
+    # the test settings run django-q2 tasks inline, so the queued ingestion has happened
+    assert report.status == ReportStatus.PARSED
+    assert report.kind == "trivy"
+    with default_storage.open(report.file.name, "rb") as stored:
+        assert stored.read() == content
+    assert report.size_bytes == len(content)
+
+
+def test_the_same_file_for_the_same_run_is_one_report():
+    run = RunFactory()
+    content = samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")])
+    first = ingest(run, content)
+    again = ingest(run, content)
+    assert again.pk == first.pk
+    assert Report.objects.count() == 1
+    assert Finding.objects.count() == 1
+
+
+def test_ingesting_again_changes_nothing():
+    run = RunFactory()
+    report = ingest(run, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
+    services.ingest_report(report_id=report.pk)
+    assert Finding.objects.filter(report=report).count() == 1
+
+
+def test_a_report_left_parsing_by_a_dead_worker_is_parsed_on_retry():
+    run = RunFactory()
+    report = receive(run, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
+    Report.objects.filter(pk=report.pk).update(status=ReportStatus.PARSING)
+    assert services.ingest_report(report_id=report.pk).status == ReportStatus.PARSED
+    assert Finding.objects.filter(report=report).count() == 1
+
+
+def test_it_summarises_findings_by_severity_and_class():
+    run = RunFactory()
+    report = ingest(
+        run,
+        samples.trivy_report([
+            samples.trivy_vulnerability("CVE-2024-0001", severity="CRITICAL"),
+            samples.trivy_vulnerability("CVE-2024-0002", package="zlib", severity="HIGH"),
+            samples.trivy_vulnerability("CVE-2024-0003", package="musl", severity="HIGH"),
+        ]),
+    )
+    assert report.summary["findings"] == 3
+    assert report.summary["by_severity"] == {"CRITICAL": 1, "HIGH": 2, "MEDIUM": 0, "LOW": 0, "UNKNOWN": 0}
+    assert report.summary["by_class"] == {"vulnerability": 3, "misconfiguration": 0, "secret": 0, "license": 0}
+
+
+def test_it_marks_findings_new_persisting_and_fixed_against_the_previous_run_of_the_branch():
+    project = ProjectFactory()
+    first = RunFactory(project=project, branch="dev", build_number=1)
+    ingest(first, samples.trivy_report([
+        samples.trivy_vulnerability("CVE-2024-0001"),
+        samples.trivy_vulnerability("CVE-2024-0002", package="zlib"),
+    ], image="registry.example.com/shop/app:one"))
+    RunFactory(project=project, branch="feature/x", build_number=2)  # another branch is not compared
+    second = RunFactory(project=project, branch="dev", build_number=3)
+    report = ingest(second, samples.trivy_report([
+        samples.trivy_vulnerability("CVE-2024-0001", title="A reworded title does not make it new"),
+        samples.trivy_vulnerability("CVE-2024-0009", package="curl"),
+    ], image="registry.example.com/shop/app:two"))
+    by_id = {f.identifier: f for f in Finding.objects.filter(report=report)}
+    assert by_id["CVE-2024-0001"].new_on_branch is False
+    assert by_id["CVE-2024-0009"].new_on_branch is True
+    assert (report.summary["new"], report.summary["persisting"], report.summary["fixed"]) == (1, 1, 1)
+    assert report.summary["compared_with_run"] == first.pk
+
+
+def test_it_compares_findings_with_what_production_runs():
+    project = ProjectFactory()
+    in_production = RunFactory(project=project, branch="master", build_number=1)
+    ingest(in_production, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
+    DeploymentFactory(source_run=in_production, environment=EnvironmentFactory(slug="production", tier="production"))
+    candidate = RunFactory(project=project, branch="dev", build_number=2)
+    report = ingest(candidate, samples.trivy_report([
+        samples.trivy_vulnerability("CVE-2024-0001"),
+        samples.trivy_vulnerability("CVE-2024-0002", package="zlib"),
+    ]))
+    by_id = {f.identifier: f.new_vs_production for f in Finding.objects.filter(report=report)}
+    assert by_id == {"CVE-2024-0001": False, "CVE-2024-0002": True}
+    assert report.summary["new_vs_production"] == 1
+    assert report.summary["production_run"] == in_production.pk
+
+
+def test_without_production_the_comparison_is_unknown_not_new():
+    report = ingest(RunFactory(), samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
+    assert Finding.objects.get(report=report).new_vs_production is None
+    assert report.summary["new_vs_production"] is None
+
+
+def test_it_ingests_gauntlt_scenarios_with_the_failing_step():
+    report = ingest(RunFactory(), samples.cucumber_report([
+        ("XSS", "passed", ""),
+        ("SQL injection", "failed", "expected output not to contain \"vulnerable\""),
+    ]), name="gauntlt.json")
+    assert report.kind == "gauntlt"
+    assert report.summary == {"features": 1, "scenarios": 2, "passed": 1, "failed": 1, "other": 0}
+    failed = AttackScenario.objects.get(report=report, status="failed")
+    assert failed.name == "SQL injection"
+    assert "should not contain" in failed.failing_step
+    assert "vulnerable" in failed.failure_message
+
+
+def test_it_ingests_jmeter_statistics():
+    rows = [(1_700_000_000_000 + i * 100, 100 + i, "home" if i % 2 else "cart", i != 3) for i in range(10)]
+    report = ingest(RunFactory(), samples.jtl_csv(rows), name="results.jtl")
+    assert report.kind == "jmeter"
+    assert (report.summary["samples"], report.summary["errors"]) == (10, 1)
+    total = LoadTestStat.objects.get(report=report, is_total=True)
+    assert total.samples == 10 and total.errors == 1
+    assert total.mean_ms == pytest.approx(104.5)
+    # throughput: 10 samples over (last start + its elapsed - first start) = (900 + 109) ms
+    assert total.throughput == pytest.approx(10 / 1.009)
+    assert set(report.summary["labels"]) == {"home", "cart"}
+    assert report.load_buckets.exists()
+
+
+def test_a_failed_report_writes_nothing_and_leaves_other_reports_alone():
+    run = RunFactory()
+    good = ingest(run, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
+    bad = ingest(run, b'{"SchemaVersion": 2, "Results": [', kind="trivy")
+    assert bad.status == ReportStatus.FAILED
+    assert "JSON" in bad.error
+    assert Finding.objects.filter(report=bad).count() == 0
+    good.refresh_from_db()
+    assert good.status == ReportStatus.PARSED and Finding.objects.filter(report=good).count() == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_it_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown report kind"):
+        services.receive_report(run=RunFactory(), file=io.BytesIO(b"x"), original_name="x", kind="sonar")
+
+
+GITHUB_TOKEN = "ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+SECRET_REPORT = (
+    '{"SchemaVersion": 2, "ArtifactName": "repo", "ArtifactType": "repository", "Results": [{"Target": '
+    '"app/settings.py", "Class": "secret", "Secrets": [{"RuleID": "github-pat", "Category": "GitHub", '
+    '"Severity": "CRITICAL", "Title": "GitHub Personal Access Token", "StartLine": 3, "EndLine": 3, '
+    '"Code": {"Lines": [{"Number": 3, "Content": "TOKEN = \'' + GITHUB_TOKEN + '\'", "IsCause": true}]}, '
+    '"Match": "TOKEN = \'' + GITHUB_TOKEN + '\'"}]}]}'
+).encode()
+
+
+def test_a_secret_is_stored_nowhere_unmasked(client, users):
+    from django.urls import reverse
+
+    report = ingest(RunFactory(), SECRET_REPORT, kind="trivy")
+    finding = Finding.objects.get(report=report)
+    assert finding.finding_class == "secret" and finding.identifier == "github-pat"
+    assert finding.detail.startswith("TOKEN =") and "*" in finding.detail
+    stored_row = " ".join(str(value) for value in Finding.objects.filter(report=report).values().get().values())
+    assert GITHUB_TOKEN not in stored_row
+    with report.file.open("rb") as raw:
+        assert GITHUB_TOKEN.encode() not in raw.read()
+    assert report.sha256 != "" and Report.objects.get(pk=report.pk).status == ReportStatus.PARSED
+    client.force_login(users.developer)
+    assert GITHUB_TOKEN not in client.get(reverse("report-detail", args=[report.pk])).content.decode()

@@ -1,0 +1,76 @@
+import io
+
+import pytest
+from django.urls import reverse
+
+from scanners import services
+from tests.factories import RunFactory
+from tests.scanners import samples
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(run, content: bytes, name: str):
+    report, _ = services.receive_report(run=run, file=io.BytesIO(content), original_name=name, queue=False)
+    return services.ingest_report(report_id=report.pk)
+
+
+@pytest.fixture
+def trivy_report():
+    return ingest(RunFactory(), samples.trivy_report([
+        samples.trivy_vulnerability("CVE-2024-0001", severity="CRITICAL"),
+        samples.trivy_vulnerability("CVE-2024-0002", package="zlib", severity="LOW",
+                                    title="<script>alert('pwned')</script>"),
+    ]), "app.json")
+
+
+def test_the_run_page_links_to_its_reports(client, users, trivy_report):
+    client.force_login(users.developer)
+    body = client.get(trivy_report.run.get_absolute_url()).content.decode()
+    assert reverse("report-detail", args=[trivy_report.pk]) in body
+    assert "Parsed" in body
+
+
+def test_the_report_page_lists_findings_and_filters_by_severity(client, users, trivy_report):
+    client.force_login(users.developer)
+    url = reverse("report-detail", args=[trivy_report.pk])
+    assert [f.identifier for f in client.get(url).context["page"]] == ["CVE-2024-0001", "CVE-2024-0002"]
+    assert [f.identifier for f in client.get(url, {"severity": "LOW"}).context["page"]] == ["CVE-2024-0002"]
+    assert [f.identifier for f in client.get(url, {"q": "zlib"}).context["page"]] == ["CVE-2024-0002"]
+    assert [f.identifier for f in client.get(url, {"sort": "package"}).context["page"]] == [
+        "CVE-2024-0001", "CVE-2024-0002"]
+
+
+def test_text_from_reports_is_escaped(client, users, trivy_report):
+    client.force_login(users.developer)
+    body = client.get(reverse("report-detail", args=[trivy_report.pk])).content.decode()
+    assert "<script>alert" not in body
+    assert "&lt;script&gt;alert" in body
+
+
+def test_the_report_page_shows_scenarios_and_load_statistics(client, users):
+    run = RunFactory()
+    attacks = ingest(run, samples.cucumber_report([("nmap", "failed", "port 23 is open")]), "attacks.json")
+    load = ingest(run, samples.jtl_csv([(1_700_000_000_000 + i, 10 + i, "home", True) for i in range(5)]), "l.jtl")
+    client.force_login(users.operator)
+    body = client.get(reverse("report-detail", args=[attacks.pk])).content.decode()
+    assert "nmap" in body and "port 23 is open" in body
+    body = client.get(reverse("report-detail", args=[load.pk])).content.decode()
+    assert "home" in body and "Total" in body
+
+
+def test_a_failed_report_shows_its_error(client, users):
+    report = ingest(RunFactory(), b"\x00\x01garbage", "mystery.bin")
+    client.force_login(users.developer)
+    body = client.get(reverse("report-detail", args=[report.pk])).content.decode()
+    assert "cannot tell the report kind" in body
+
+
+def test_outsiders_cannot_see_reports(client, users, trivy_report):
+    client.force_login(users.outsider)
+    assert client.get(reverse("report-detail", args=[trivy_report.pk])).status_code == 403
+
+
+def test_an_unknown_report_is_404(client, users):
+    client.force_login(users.developer)
+    assert client.get(reverse("report-detail", args=[999999])).status_code == 404
