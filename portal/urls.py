@@ -6,7 +6,7 @@ from portal import views
 
 urlpatterns = [
     path("", include("deliveries.urls")),
-    path("reports/", include("scanners.urls")),
+    path("", include("scanners.urls")),
     path("api/", include("deliveries.api_urls")),
     path("healthz", views.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

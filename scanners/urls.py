@@ -3,5 +3,5 @@ from django.urls import path
 from scanners import views
 
 urlpatterns = [
-    path("<int:report_id>/", views.report_detail, name="report-detail"),
+    path("reports/<int:report_id>/", views.report_detail, name="report-detail"),
 ]
