@@ -16,7 +16,17 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from deliveries.models import Artifact, PipelineRun, Project, RunStatus, RunTrigger, Stage, StageStatus
+from deliveries.models import (
+    Artifact,
+    PipelineRun,
+    Project,
+    Promotion,
+    PromotionState,
+    RunStatus,
+    RunTrigger,
+    Stage,
+    StageStatus,
+)
 from environments.models import (
     AvailabilityCheck,
     Deployment,
@@ -203,6 +213,7 @@ def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Envir
     Stage.objects.bulk_create(stage_rows, batch_size=2000)
     Artifact.objects.bulk_create(artifacts, batch_size=2000)
     deployments = seed_deployments(project, runs, stages, environments)
+    seed_promotions(project, runs)
     return len(runs), deployments
 
 
@@ -255,6 +266,7 @@ def plan_run(project: Project, number: int, created_at, rng: random.Random):
         commit_sha=sha,
         commit_title=rng.choice(COMMIT_TITLES),
         commit_author=rng.choice(AUTHORS),
+        committed_at=created_at - timedelta(minutes=rng.randint(3, 240)),
         trigger=rng.choice([RunTrigger.WEBHOOK, RunTrigger.WEBHOOK, RunTrigger.JENKINS, RunTrigger.PORTAL]),
         queue_id=10_000 + number,
         build_number=number,
@@ -359,6 +371,45 @@ def rollback(failed: Deployment, good: Deployment) -> bool:
     )
     restored.artifacts.set(good.artifacts.all())
     return True
+
+
+def seed_promotions(project: Project, runs: list[PipelineRun]) -> None:
+    """Every master run was a promotion of the newest green dev run before it, asked by a developer and approved by
+    a tech lead; the newest green dev run after the last master run waits for approval."""
+    User = get_user_model()
+    developer, techlead = User.objects.get(username="dana.dev"), User.objects.get(username="tom.lead")
+    dev_runs = [r for r in runs if r.branch == project.dev_branch and r.status == RunStatus.SUCCESS]
+    master_runs = [r for r in runs if r.branch == project.release_branch]
+    production = {
+        d.source_run_id: d
+        for d in Deployment.objects.filter(source_run__in=master_runs, environment__tier=Tier.PRODUCTION,
+                                           kind=DeploymentKind.DEPLOY)
+    }
+    promotions = []
+    for master in master_runs:
+        source = next((r for r in reversed(dev_runs) if r.finished_at <= master.created_at), None)
+        if source is None:
+            continue
+        deployment = production.get(master.pk)
+        if deployment is None:
+            state = PromotionState.FAILED if master.status != RunStatus.SUCCESS else PromotionState.MERGED
+        else:
+            state = PromotionState.RELEASED if deployment.status == DeploymentStatus.SUCCESS else PromotionState.FAILED
+        promotions.append(Promotion(
+            project=project, source_run=source, state=state, requested_by=developer, approved_by=techlead,
+            mr_iid=master.build_number, mr_url=f"https://gitlab.example.com/{project.gitlab_project_path}"
+            f"/-/merge_requests/{master.build_number}",
+            master_run=master, production_deployment=deployment,
+            gate_snapshot={"passed": True, "conditions": []},
+            created_at=source.finished_at + timedelta(minutes=5),
+        ))
+    if dev_runs and (not master_runs or dev_runs[-1].created_at > master_runs[-1].created_at):
+        waiting = dev_runs[-1]
+        promotions.append(Promotion(
+            project=project, source_run=waiting, state=PromotionState.REQUESTED, requested_by=developer,
+            gate_snapshot={"passed": True, "conditions": []}, created_at=waiting.finished_at + timedelta(minutes=5),
+        ))
+    Promotion.objects.bulk_create(promotions)
 
 
 def seed_checks(environments: dict[str, Environment]) -> None:

@@ -110,6 +110,7 @@ class PipelineRun(models.Model):
     commit_sha = models.CharField(max_length=64, blank=True)
     commit_title = models.CharField(max_length=500, blank=True)
     commit_author = models.CharField(max_length=255, blank=True)
+    committed_at = models.DateTimeField(null=True, blank=True, help_text="When the commit was made (lead time)")
     trigger = models.CharField(max_length=16, choices=RunTrigger.choices, default=RunTrigger.JENKINS)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -2,12 +2,12 @@ import pytest
 from django.core import serializers
 from django.core.management import call_command
 
-from deliveries.models import Artifact, PipelineRun, Project, RunStatus, Stage
+from deliveries.models import Artifact, PipelineRun, Project, Promotion, RunStatus, Stage
 from environments.models import AvailabilityCheck, Deployment, DeploymentKind, Environment, Host
 
 pytestmark = pytest.mark.django_db
 
-SEEDED_MODELS = [Project, PipelineRun, Stage, Artifact, Environment, Host, Deployment, AvailabilityCheck]
+SEEDED_MODELS = [Project, PipelineRun, Stage, Artifact, Environment, Host, Deployment, AvailabilityCheck, Promotion]
 
 
 def snapshot() -> dict:
@@ -27,6 +27,17 @@ def test_it_builds_a_living_history():
     assert Artifact.objects.count() >= runs.count()
     assert Deployment.objects.filter(environment__slug="production").exists()
     assert Deployment.objects.filter(kind=DeploymentKind.ROLLBACK).count() == 1
+    assert Promotion.objects.filter(state="released").count() >= 10
+    assert Promotion.objects.filter(state="requested").exists()
+
+
+def test_its_history_gives_every_dora_key():
+    from deliveries import dora
+
+    call_command("seed_demo")
+    keys = dora.four_keys(Project.objects.get(slug="storefront"), days=60)
+    assert keys.deployments >= 5 and keys.median_lead_time is not None
+    assert all(lead.waiting_for_approval is not None for lead in keys.lead_times)
 
 
 def test_running_it_twice_gives_the_same_data():

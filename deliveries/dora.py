@@ -1,0 +1,249 @@
+"""DORA's four keys for a project and period, computed from runs, deployments and availability checks.
+
+Definitions (as the Four Keys project states them, applied to this portal's records):
+- Deployment frequency: successful production deployments (deploys and redeploys, not rollbacks) per day.
+- Lead time for changes: from the commit to its successful production deployment, split into build (commit to
+  images pushed), staging tests (images pushed to the end of the dev run), waiting for approval (end of the dev
+  run to the start of the master run) and production pipeline (start of the master run to the deployment).
+- Change failure rate: share of production deployments followed by a failure (the deployment failed, a
+  production availability check failed while it ran) or by a rollback.
+- Time to restore: from a failed production deployment or a failing production availability check to the next
+  healthy production state (a successful deployment or rollback, or a passing check).
+Bands follow the 2021 Accelerate State of DevOps report, made contiguous so that every value has one.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from deliveries.models import PipelineRun, Promotion, RunStatus, StageStatus
+from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Tier
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+MONTH = timedelta(days=30)
+BUILD_STAGE = "Push images"
+
+BANDS = {
+    "deployment_frequency": [
+        ("Elite", "on demand: at least once a day"),
+        ("High", "between once a day and once a week"),
+        ("Medium", "between once a week and once a month"),
+        ("Low", "less than once a month"),
+    ],
+    "lead_time": [
+        ("Elite", "less than one hour"),
+        ("High", "less than one week"),
+        ("Medium", "less than six months"),
+        ("Low", "six months or more"),
+    ],
+    "change_failure_rate": [
+        ("Elite", "15% or less"),
+        ("High", "30% or less"),
+        ("Medium", "45% or less"),
+        ("Low", "more than 45%"),
+    ],
+    "time_to_restore": [
+        ("Elite", "less than one hour"),
+        ("High", "less than one day"),
+        ("Medium", "less than one week"),
+        ("Low", "one week or more"),
+    ],
+}
+
+
+@dataclass
+class LeadTime:
+    deployment_id: int
+    total: timedelta
+    build: timedelta | None
+    staging_tests: timedelta | None
+    waiting_for_approval: timedelta | None
+    production_pipeline: timedelta
+
+
+@dataclass
+class FourKeys:
+    start: datetime
+    end: datetime
+    deployments: int
+    deployments_per_day: float
+    lead_times: list[LeadTime] = field(default_factory=list)
+    failed_changes: int = 0
+    restores: list[timedelta] = field(default_factory=list)
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start) / DAY
+
+    @property
+    def median_lead_time(self) -> timedelta | None:
+        return median_duration([lead.total for lead in self.lead_times])
+
+    def median_segment(self, name: str) -> timedelta | None:
+        return median_duration([getattr(lead, name) for lead in self.lead_times if getattr(lead, name) is not None])
+
+    @property
+    def change_failure_rate(self) -> float | None:
+        return None if not self.deployments else 100.0 * self.failed_changes / self.deployments
+
+    @property
+    def median_time_to_restore(self) -> timedelta | None:
+        return median_duration(self.restores)
+
+    def bands(self) -> dict[str, str | None]:
+        return {
+            "deployment_frequency": frequency_band(self.deployments_per_day),
+            "lead_time": duration_band(self.median_lead_time, [HOUR, WEEK, 182 * DAY]),
+            "change_failure_rate": rate_band(self.change_failure_rate),
+            "time_to_restore": duration_band(self.median_time_to_restore, [HOUR, DAY, WEEK]),
+        }
+
+
+def median_duration(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    return timedelta(seconds=statistics.median(value.total_seconds() for value in values))
+
+
+def frequency_band(per_day: float) -> str:
+    if per_day >= 1:
+        return "Elite"
+    if per_day >= 1 / 7:
+        return "High"
+    if per_day >= 1 / 30:
+        return "Medium"
+    return "Low"
+
+
+def duration_band(value: timedelta | None, limits: list[timedelta]) -> str | None:
+    if value is None:
+        return None
+    for band, limit in zip(("Elite", "High", "Medium"), limits, strict=True):
+        if value < limit:
+            return band
+    return "Low"
+
+
+def rate_band(percent: float | None) -> str | None:
+    if percent is None:
+        return None
+    for band, limit in (("Elite", 15), ("High", 30), ("Medium", 45)):
+        if percent <= limit:
+            return band
+    return "Low"
+
+
+def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKeys:
+    """The four keys of a project over the last `days` days, in a fixed number of queries."""
+    end = now or timezone.now()
+    start = end - timedelta(days=days)
+    production = list(
+        Deployment.objects.filter(project=project, environment__tier=Tier.PRODUCTION, started_at__lt=end)
+        .filter(Q(finished_at__gte=start - MONTH) | Q(finished_at__isnull=True))
+        .select_related("source_run")
+        .order_by("started_at", "id")
+    )
+    checks = list(
+        AvailabilityCheck.objects.filter(environment__tier=Tier.PRODUCTION, checked_at__gte=start, checked_at__lt=end)
+        .filter(Q(deployment__project=project) | Q(deployment__isnull=True))
+        .order_by("checked_at")
+        .values_list("checked_at", "ok", "deployment_id")
+    )
+    in_period = [d for d in production if d.finished_at and start <= d.finished_at < end]
+    changes = [d for d in in_period if d.kind != DeploymentKind.ROLLBACK]
+    successful = [d for d in changes if d.status == DeploymentStatus.SUCCESS]
+    result = FourKeys(start=start, end=end, deployments=len(changes),
+                      deployments_per_day=len(successful) / max(days, 1))
+    result.lead_times = lead_times(project, successful)
+    result.failed_changes = sum(1 for d in changes if is_failed_change(d, production, checks))
+    result.restores = restore_times(production, checks, start, end)
+    return result
+
+
+def is_failed_change(deployment, production, checks) -> bool:
+    if deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK):
+        return True
+    later = [d for d in production if d.started_at > deployment.started_at]
+    if any(d.kind == DeploymentKind.ROLLBACK and d.replaced_id == deployment.pk for d in later):
+        return True
+    until = later[0].started_at if later else None
+    return any(
+        not ok and checked_at >= deployment.finished_at and (until is None or checked_at < until)
+        and deployment_id in (None, deployment.pk)
+        for checked_at, ok, deployment_id in checks
+    )
+
+
+def restore_times(production, checks, start, end) -> list[timedelta]:
+    """Durations from each fall into an unhealthy state to the next healthy one, within the period."""
+    events = [(d.finished_at, d.status == DeploymentStatus.SUCCESS) for d in production
+              if d.finished_at and d.status != DeploymentStatus.PENDING]
+    events += [(checked_at, ok) for checked_at, ok, _ in checks]
+    events.sort(key=lambda event: event[0])
+    restores, broken_since = [], None
+    for moment, healthy in events:
+        if not healthy and broken_since is None:
+            broken_since = moment
+        elif healthy and broken_since is not None:
+            if start <= moment < end:
+                restores.append(moment - broken_since)
+            broken_since = None
+    return restores
+
+
+def lead_times(project, deployments) -> list[LeadTime]:
+    """Lead time of each successful production deployment, back to the dev run it promoted."""
+    master_runs = [d.source_run for d in deployments if d.source_run]
+    if not master_runs:
+        return []
+    promoted = dict(
+        Promotion.objects.filter(master_run__in=master_runs).values_list("master_run_id", "source_run_id")
+    )
+    dev_runs = {
+        run.pk: run
+        for run in PipelineRun.objects.filter(project=project, branch=project.dev_branch, status=RunStatus.SUCCESS,
+                                              created_at__lte=max(r.created_at for r in master_runs))
+        .filter(Q(pk__in=promoted.values()) | Q(created_at__gte=min(r.created_at for r in master_runs) - MONTH))
+        .prefetch_related("stages")
+        .order_by("created_at")
+    }
+    ordered_dev_runs = list(dev_runs.values())
+    result = []
+    for deployment in deployments:
+        master = deployment.source_run
+        if master is None:
+            continue
+        dev = dev_runs.get(promoted.get(master.pk)) or latest_before(ordered_dev_runs, master.created_at)
+        result.append(lead_time(deployment, master, dev))
+    return result
+
+
+def latest_before(runs: list[PipelineRun], moment: datetime) -> PipelineRun | None:
+    earlier = [run for run in runs if run.finished_at and run.finished_at <= moment]
+    return earlier[-1] if earlier else None
+
+
+def lead_time(deployment, master: PipelineRun, dev: PipelineRun | None) -> LeadTime:
+    production_pipeline = deployment.finished_at - master.created_at
+    if dev is None:
+        first = master.committed_at or master.created_at
+        return LeadTime(deployment.pk, deployment.finished_at - first, None, None, None, production_pipeline)
+    committed = dev.committed_at or dev.created_at
+    pushed = next((s.finished_at for s in dev.stages.all() if s.name == BUILD_STAGE
+                   and s.status == StageStatus.SUCCESS and s.finished_at), None)
+    pushed = pushed or dev.finished_at
+    return LeadTime(
+        deployment_id=deployment.pk,
+        total=deployment.finished_at - committed,
+        build=pushed - committed,
+        staging_tests=dev.finished_at - pushed,
+        waiting_for_approval=max(master.created_at - dev.finished_at, timedelta(0)),
+        production_pipeline=production_pipeline,
+    )

@@ -1,0 +1,71 @@
+"""Reads for the environment pages: what runs where, its health, and how far environments drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, Subquery
+
+from deliveries.models import PipelineRun, Project, RunStatus
+from environments.models import AvailabilityCheck, Deployment, Environment
+
+
+@dataclass
+class BoardRow:
+    project: Project
+    cells: list  # one Deployment or None per environment, in board order
+    drift: list[tuple[str, str, int]]  # (ahead environment, behind environment, runs ahead)
+
+
+def environments_with_health():
+    latest = AvailabilityCheck.objects.filter(environment=OuterRef("pk")).order_by("-checked_at")
+    return Environment.objects.annotate(
+        health_ok=Subquery(latest.values("ok")[:1]),
+        health_checked_at=Subquery(latest.values("checked_at")[:1]),
+        health_code=Subquery(latest.values("status_code")[:1]),
+    ).order_by("order", "name")
+
+
+def current_deployments():
+    """What runs in each (project, environment) now, with the health of its latest check."""
+    latest = AvailabilityCheck.objects.filter(deployment=OuterRef("pk")).order_by("-checked_at")
+    return (
+        Deployment.objects.current_per_environment()
+        .select_related("source_run", "deployed_by", "environment")
+        .annotate(health_ok=Subquery(latest.values("ok")[:1]))
+    )
+
+
+def environment_board() -> tuple[list[Environment], list[BoardRow]]:
+    """Projects × environments, in a fixed number of queries whatever the history's size."""
+    environments = list(environments_with_health())
+    projects = list(Project.objects.order_by("name"))
+    by_cell = {(d.project_id, d.environment_id): d for d in current_deployments()}
+    rows = [
+        BoardRow(project=project, cells=[by_cell.get((project.pk, env.pk)) for env in environments], drift=[])
+        for project in projects
+    ]
+    add_drift(rows, environments)
+    return environments, rows
+
+
+def add_drift(rows: list[BoardRow], environments: list[Environment]) -> None:
+    """For neighbouring environments on the promotion path, how many green runs of the branch the earlier one
+    deploys were built after what the later one runs ("staging is 3 runs ahead of production"). One query."""
+    pairs = []  # (row, ahead environment, behind environment, condition)
+    for row in rows:
+        deployed = [(env, cell) for env, cell in zip(environments, row.cells, strict=True) if cell and cell.source_run]
+        for (ahead_env, ahead), (behind_env, behind) in zip(deployed, deployed[1:], strict=False):
+            ahead_run, behind_run = ahead.source_run, behind.source_run
+            if ahead_run.created_at > behind_run.created_at:
+                condition = Q(project_id=row.project.pk, branch=ahead_run.branch,
+                              created_at__gt=behind_run.created_at, created_at__lte=ahead_run.created_at)
+                pairs.append((row, ahead_env, behind_env, condition))
+    if not pairs:
+        return
+    counts = PipelineRun.objects.filter(status=RunStatus.SUCCESS).aggregate(
+        **{f"pair{index}": Count("id", filter=condition) for index, (*_, condition) in enumerate(pairs)}
+    )
+    for index, (row, ahead_env, behind_env, _) in enumerate(pairs):
+        if counts[f"pair{index}"]:
+            row.drift.append((ahead_env.name, behind_env.name, counts[f"pair{index}"]))

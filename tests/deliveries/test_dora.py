@@ -1,0 +1,109 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deliveries import dora
+from deliveries.models import Promotion
+from environments.models import AvailabilityCheck, DeploymentKind, DeploymentStatus
+from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory, StageFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def project():
+    return ProjectFactory()
+
+
+@pytest.fixture
+def production():
+    return EnvironmentFactory(slug="production", tier="production", order=3)
+
+
+def deploy(project, production, finished, *, status=DeploymentStatus.SUCCESS, kind=DeploymentKind.DEPLOY,
+           run=None, replaced=None):
+    run = run or RunFactory(project=project, branch="master", created_at=finished - timedelta(minutes=30))
+    return DeploymentFactory(project=project, source_run=run, environment=production, status=status, kind=kind,
+                             started_at=finished - timedelta(minutes=5), finished_at=finished, replaced=replaced)
+
+
+def test_it_counts_successful_production_deployments_per_day(project, production):
+    for days_ago in (1, 5, 9):
+        deploy(project, production, NOW - timedelta(days=days_ago))
+    deploy(project, production, NOW - timedelta(days=40))  # before the period
+    deploy(project, production, NOW - timedelta(days=2), status=DeploymentStatus.FAILED)
+    DeploymentFactory(project=project, finished_at=NOW - timedelta(days=1))  # staging does not count
+    keys = dora.four_keys(project, days=30, now=NOW)
+    assert keys.deployments_per_day == pytest.approx(3 / 30)
+    assert keys.bands()["deployment_frequency"] == "Medium"
+
+
+def test_it_breaks_lead_time_down_from_commit_to_production(project, production):
+    t0 = NOW - timedelta(days=2)
+    dev = RunFactory(project=project, branch="dev", committed_at=t0, created_at=t0 + timedelta(minutes=1),
+                     started_at=t0 + timedelta(minutes=1), finished_at=t0 + timedelta(minutes=40))
+    StageFactory(run=dev, name="Push images", finished_at=t0 + timedelta(minutes=10))
+    master = RunFactory(project=project, branch="master", created_at=t0 + timedelta(hours=3))
+    deployment = deploy(project, production, t0 + timedelta(hours=3, minutes=30), run=master)
+    Promotion.objects.create(project=project, source_run=dev, master_run=master, requested_by=UserFactory(),
+                             state="released", production_deployment=deployment)
+    (lead,) = dora.four_keys(project, now=NOW).lead_times
+    assert lead.total == timedelta(hours=3, minutes=30)
+    assert lead.build == timedelta(minutes=10)
+    assert lead.staging_tests == timedelta(minutes=30)
+    assert lead.waiting_for_approval == timedelta(hours=2, minutes=20)
+    assert lead.production_pipeline == timedelta(minutes=30)
+    assert dora.four_keys(project, now=NOW).bands()["lead_time"] == "High"
+
+
+def test_without_a_promotion_the_latest_green_dev_run_is_the_change(project, production):
+    t0 = NOW - timedelta(days=3)
+    RunFactory(project=project, branch="dev", committed_at=t0 - timedelta(days=1), finished_at=t0 - timedelta(hours=20))
+    dev = RunFactory(project=project, branch="dev", committed_at=t0, created_at=t0, finished_at=t0 + timedelta(hours=1))
+    master = RunFactory(project=project, branch="master", created_at=t0 + timedelta(hours=2))
+    deploy(project, production, t0 + timedelta(hours=2, minutes=20), run=master)
+    (lead,) = dora.four_keys(project, now=NOW).lead_times
+    assert lead.total == timedelta(hours=2, minutes=20)
+    assert dev.finished_at == t0 + timedelta(hours=1)
+
+
+def test_it_counts_changes_followed_by_a_failure_or_a_rollback(project, production):
+    good = deploy(project, production, NOW - timedelta(days=10))
+    deploy(project, production, NOW - timedelta(days=8), status=DeploymentStatus.FAILED)
+    bad = deploy(project, production, NOW - timedelta(days=6))
+    deploy(project, production, NOW - timedelta(days=6) + timedelta(minutes=20), kind=DeploymentKind.ROLLBACK,
+           run=good.source_run, replaced=bad)
+    flaky = deploy(project, production, NOW - timedelta(days=4))
+    AvailabilityCheck.objects.create(environment=production, deployment=flaky, url="https://p/healthz", ok=False,
+                                     status_code=502, checked_at=NOW - timedelta(days=3))
+    deploy(project, production, NOW - timedelta(days=2))
+    keys = dora.four_keys(project, now=NOW)
+    assert keys.deployments == 5  # the rollback is not a change
+    assert keys.failed_changes == 3
+    assert keys.change_failure_rate == pytest.approx(60.0)
+    assert keys.bands()["change_failure_rate"] == "Low"
+
+
+def test_it_measures_time_to_restore(project, production):
+    deploy(project, production, NOW - timedelta(days=5))
+    down = NOW - timedelta(days=3)
+    AvailabilityCheck.objects.create(environment=production, url="https://p/healthz", ok=False, checked_at=down)
+    AvailabilityCheck.objects.create(environment=production, url="https://p/healthz", ok=False,
+                                     checked_at=down + timedelta(minutes=10))
+    AvailabilityCheck.objects.create(environment=production, url="https://p/healthz", ok=True,
+                                     checked_at=down + timedelta(minutes=25))
+    deploy(project, production, NOW - timedelta(days=1), status=DeploymentStatus.FAILED)
+    deploy(project, production, NOW - timedelta(days=1) + timedelta(hours=2))
+    keys = dora.four_keys(project, now=NOW)
+    assert sorted(keys.restores) == [timedelta(minutes=25), timedelta(hours=2)]
+    assert keys.bands()["time_to_restore"] == "High"
+
+
+def test_an_empty_period_has_no_bands_but_frequency(project):
+    keys = dora.four_keys(project, now=NOW)
+    assert keys.deployments == 0 and keys.median_lead_time is None and keys.change_failure_rate is None
+    assert keys.bands() == {"deployment_frequency": "Low", "lead_time": None, "change_failure_rate": None,
+                            "time_to_restore": None}

@@ -1,0 +1,63 @@
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from environments import selectors
+from environments.models import AvailabilityCheck
+from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
+
+pytestmark = pytest.mark.django_db
+NOW = timezone.now()
+
+
+@pytest.fixture
+def environments():
+    return (
+        EnvironmentFactory(slug="staging", tier="staging", order=2),
+        EnvironmentFactory(slug="production", tier="production", order=3),
+    )
+
+
+def history(project, environments, runs: int):
+    staging, production = environments
+    in_production = RunFactory(project=project, branch="master", created_at=NOW - timedelta(days=5))
+    DeploymentFactory(source_run=in_production, environment=production, finished_at=NOW - timedelta(days=5))
+    for index in range(runs):
+        run = RunFactory(project=project, branch="dev", created_at=NOW - timedelta(days=4) + timedelta(hours=index))
+        DeploymentFactory(source_run=run, environment=staging, finished_at=run.created_at + timedelta(minutes=30))
+    return in_production
+
+
+def test_the_board_shows_what_runs_where(environments):
+    project = ProjectFactory()
+    in_production = history(project, environments, 3)
+    AvailabilityCheck.objects.create(environment=environments[1], url="https://p", ok=True, status_code=200)
+    envs, rows = selectors.environment_board()
+    assert [env.slug for env in envs] == ["staging", "production"]
+    (row,) = rows
+    staging_cell, production_cell = row.cells
+    assert production_cell.source_run == in_production
+    assert staging_cell.source_run.created_at == NOW - timedelta(days=4) + timedelta(hours=2)
+    assert envs[1].health_ok is True and envs[0].health_ok is None
+
+
+def test_the_board_says_how_many_runs_staging_is_ahead_of_production(environments):
+    project = ProjectFactory()
+    history(project, environments, 3)
+    RunFactory(project=project, branch="dev", status="failed", created_at=NOW - timedelta(days=4, hours=-1, minutes=1))
+    _, (row,) = selectors.environment_board()
+    assert row.drift == [("staging", "production", 3)]
+
+
+def test_the_board_costs_the_same_queries_for_a_long_history(environments):
+    small, large = ProjectFactory(), ProjectFactory()
+    history(small, environments, 2)
+    with CaptureQueriesContext(connection) as few:
+        selectors.environment_board()
+    history(large, environments, 40)
+    with CaptureQueriesContext(connection) as many:
+        selectors.environment_board()
+    assert len(many) == len(few)
