@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv lint clean
+.PHONY: run test venv lint clean chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,12 @@ run: venv var/secret_key var/admin_password var/demo_password
 lint: venv
 	$(PY) -m ruff check .
 
-test: venv
+# Browser tests drive Debian's Chromium (never a browser Playwright downloads itself).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: browser tests will be skipped"
+
+test: venv chromium
 	$(PY) -m ruff check .
 	DJANGO_SETTINGS_MODULE=portal.test_settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest

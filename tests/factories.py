@@ -25,7 +25,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     def roles(user, create, extracted, **kwargs):
         user.save()
         for role in extracted or []:
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])  # transactional tests flush the groups
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):
@@ -94,3 +94,12 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     status = DeploymentStatus.SUCCESS
     deployed_by_label = "jenkins"
     finished_at = factory.LazyFunction(timezone.now)
+
+
+def issue_project_token(project=None, name: str = "jenkins"):
+    """A project (made if not given) and a fresh API token for it: (project, token row, clear token)."""
+    from deliveries.models import ProjectToken
+
+    project = project or ProjectFactory()
+    row, token = ProjectToken.issue(project=project, name=name)
+    return project, row, token
