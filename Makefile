@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv lint clean chromium
+.PHONY: run test venv lint clean test-tools
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,21 +32,37 @@ run: venv var/secret_key var/admin_password var/demo_password
 	echo "  Portal:  http://$(HOST):$(PORT)/"; \
 	echo "  Admin:   admin / $$(cat var/admin_password)"; \
 	echo "  Demo users (developer, techlead, operator): dana.dev, tom.lead, olga.ops / $$(cat var/demo_password)"; \
+	export SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}"; \
+	jenkins=""; worker=""; \
+	trap 'kill $$worker $$jenkins 2>/dev/null; wait $$worker $$jenkins 2>/dev/null' EXIT INT TERM; \
+	if [ -z "$${JENKINS_URL:-}" ]; then \
+		sim_port="$${JENKINS_SIM_PORT:-8081}"; \
+		export JENKINS_URL="http://127.0.0.1:$$sim_port" JENKINS_USER=demo JENKINS_SIMULATED=true \
+			JENKINS_TOKEN="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
+		$(PY) manage.py simulated_jenkins --port "$$sim_port" --portal-url "http://127.0.0.1:$(PORT)" & jenkins=$$!; \
+		echo "  Jenkins: simulated ($$JENKINS_URL)"; \
+	else \
+		echo "  Jenkins: $$JENKINS_URL"; \
+	fi; \
 	echo ""; \
 	$(PY) manage.py qcluster & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	( sleep 3; $(PY) manage.py check_worker --timeout 60 ) & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 lint: venv
 	$(PY) -m ruff check .
 
-# Browser tests drive Debian's Chromium (never a browser Playwright downloads itself).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "chromium could not be installed: browser tests will be skipped"
+# Tools the tests run, from Debian: Chromium for the browser tests (never a browser Playwright downloads itself),
+# Groovy to compile and run the Jenkins shared library. Without them those tests skip and say why.
+test-tools:
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v groovy >/dev/null 2>&1 || missing="$$missing groovy"; \
+	if [ -n "$$missing" ]; then \
+	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; } \
+	  || echo "could not install$$missing: the tests that need them will be skipped"; \
+	fi
 
-test: venv chromium
+test: venv test-tools
 	$(PY) -m ruff check .
 	DJANGO_SETTINGS_MODULE=portal.test_settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest

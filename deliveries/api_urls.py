@@ -2,7 +2,19 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from deliveries import api
+
+project = "v1/projects/<slug:slug>/"
+run = project + "runs/<int:build_number>/"
+
 urlpatterns = [
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path("docs/", login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path(project + "runs/", api.api_view(api.RunsView), name="api-runs"),
+    path(run, api.api_view(api.RunView), name="api-run"),
+    path(run + "stages/", api.api_view(api.StagesView), name="api-stages"),
+    path(run + "artifacts/", api.api_view(api.ArtifactsView), name="api-artifacts"),
+    path(run + "reports/", api.api_view(api.ReportsView), name="api-reports"),
+    path(run + "deployments/", api.api_view(api.DeploymentsView), name="api-deployments"),
+    path("v1/hooks/jenkins-notification/", api.api_view(api.JenkinsNotificationView), name="api-jenkins-notification"),
 ]

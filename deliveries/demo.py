@@ -37,6 +37,7 @@ from environments.models import (
     Tier,
 )
 from portal.roles import Role
+from scanners.demo import seed_reports
 
 HISTORY_DAYS = 60
 REGISTRY = "registry.gitlab.example.com"
@@ -214,6 +215,8 @@ def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Envir
     Artifact.objects.bulk_create(artifacts, batch_size=2000)
     deployments = seed_deployments(project, runs, stages, environments)
     seed_promotions(project, runs)
+    # what the security, performance and attack pages show; needs the production deployments made above
+    seed_reports(project=project, runs=runs, scale="large" if demo in LARGE_PROJECTS else "normal")
     return len(runs), deployments
 
 

@@ -30,6 +30,12 @@ WEEK = timedelta(days=7)
 MONTH = timedelta(days=30)
 BUILD_STAGE = "Push images"
 
+KEY_LABELS = {
+    "deployment_frequency": "Deployment frequency",
+    "lead_time": "Lead time for changes",
+    "change_failure_rate": "Change failure rate",
+    "time_to_restore": "Time to restore",
+}
 BANDS = {
     "deployment_frequency": [
         ("Elite", "on demand: at least once a day"),
@@ -66,6 +72,7 @@ class LeadTime:
     staging_tests: timedelta | None
     waiting_for_approval: timedelta | None
     production_pipeline: timedelta
+    deployed_at: datetime | None = None
 
 
 @dataclass
@@ -234,7 +241,8 @@ def lead_time(deployment, master: PipelineRun, dev: PipelineRun | None) -> LeadT
     production_pipeline = deployment.finished_at - master.created_at
     if dev is None:
         first = master.committed_at or master.created_at
-        return LeadTime(deployment.pk, deployment.finished_at - first, None, None, None, production_pipeline)
+        return LeadTime(deployment.pk, deployment.finished_at - first, None, None, None, production_pipeline,
+                        deployment.finished_at)
     committed = dev.committed_at or dev.created_at
     pushed = next((s.finished_at for s in dev.stages.all() if s.name == BUILD_STAGE
                    and s.status == StageStatus.SUCCESS and s.finished_at), None)
@@ -246,4 +254,5 @@ def lead_time(deployment, master: PipelineRun, dev: PipelineRun | None) -> LeadT
         staging_tests=dev.finished_at - pushed,
         waiting_for_approval=max(master.created_at - dev.finished_at, timedelta(0)),
         production_pipeline=production_pipeline,
+        deployed_at=deployment.finished_at,
     )

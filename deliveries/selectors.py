@@ -1,9 +1,11 @@
 """Reads for the deliveries pages: each fetches what its page shows in a fixed number of queries."""
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q
 
-from deliveries.models import PipelineRun, Project
+from deliveries.models import FINISHED_RUN_STATUSES, PipelineRun, Project, Promotion, PromotionState, RunStatus
 from environments.models import Deployment
+
+DURATION_CHART_RUNS = 60
 
 
 def projects_with_latest_runs():
@@ -12,13 +14,50 @@ def projects_with_latest_runs():
     return Project.objects.prefetch_related(Prefetch("runs", queryset=latest, to_attr="latest_runs"))
 
 
-def project_runs(project, *, branch: str = "", status: str = ""):
+def recent_runs(limit: int = 12):
+    return PipelineRun.objects.select_related("project").order_by("-created_at", "-id")[:limit]
+
+
+def promotions_waiting():
+    """Promotions a tech lead has to look at, oldest first."""
+    return (
+        Promotion.objects.filter(state=PromotionState.REQUESTED)
+        .select_related("project", "source_run", "requested_by")
+        .order_by("created_at")
+    )
+
+
+def project_runs(project, *, branch: str = "", status: str = "", since=None, until=None):
     runs = PipelineRun.objects.filter(project=project).select_related("triggered_by")
     if branch:
         runs = runs.filter(branch=branch)
     if status:
         runs = runs.filter(status=status)
+    if since:
+        runs = runs.filter(created_at__date__gte=since)
+    if until:
+        runs = runs.filter(created_at__date__lte=until)
     return runs.order_by("-created_at", "-id")
+
+
+def run_history_stats(runs) -> dict:
+    """Success rate of the finished runs among `runs`, and the durations of the newest ones for a chart."""
+    counts = runs.aggregate(
+        finished=Count("id", filter=Q(status__in=FINISHED_RUN_STATUSES)),
+        succeeded=Count("id", filter=Q(status=RunStatus.SUCCESS)),
+    )
+    newest = list(
+        runs.filter(started_at__isnull=False, finished_at__isnull=False)
+        .values("build_number", "pk", "started_at", "finished_at", "status")[:DURATION_CHART_RUNS]
+    )
+    newest.reverse()
+    finished = counts["finished"]
+    return {
+        "finished": finished,
+        "succeeded": counts["succeeded"],
+        "success_rate": 100.0 * counts["succeeded"] / finished if finished else None,
+        "durations": newest,
+    }
 
 
 def project_branches(project) -> list[str]:
@@ -36,6 +75,8 @@ def current_deployments(project):
 
 
 def runs_with_details():
+    """Runs with what their page shows (stages, images, reports, deployments), in a fixed number of queries."""
+    deployments = Deployment.objects.select_related("environment", "deployed_by").order_by("started_at", "id")
     return PipelineRun.objects.select_related("project", "triggered_by").prefetch_related(
-        "stages", "artifacts", "reports"
+        "stages", "artifacts", "reports", Prefetch("deployments", queryset=deployments)
     )

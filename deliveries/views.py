@@ -1,10 +1,19 @@
-from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from urllib.parse import urlencode
 
-from deliveries import selectors
-from deliveries.models import Project, RunStatus
-from portal.roles import role_required
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from deliveries import dora, selectors, triggers
+from deliveries.forms import RunFilterForm, RunPipelineForm
+from deliveries.models import Project, RunStatus, StageStatus
+from environments import selectors as environment_selectors
+from portal import charts
+from portal.roles import Role, has_role, role_required
 
 RUNS_PER_PAGE = 50
 
@@ -12,33 +21,162 @@ RUNS_PER_PAGE = 50
 @require_GET
 @role_required()
 def home(request):
-    return render(request, "deliveries/home.html", {"projects": selectors.projects_with_latest_runs()})
+    environments, board = environment_selectors.environment_board()
+    context = {
+        "projects": selectors.projects_with_latest_runs(),
+        "environments": environments,
+        "board": board,
+        "recent_runs": selectors.recent_runs(),
+        "waiting_promotions": selectors.promotions_waiting(),
+    }
+    return render(request, "deliveries/home.html", context)
+
+
+def project_context(request, project, *, form=None) -> dict:
+    filters = RunFilterForm(request.GET).filters()
+    runs = selectors.project_runs(project, **filters)
+    branches = selectors.project_branches(project)
+    history = selectors.run_history_stats(runs)
+    return {
+        "project": project,
+        "page": Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
+        "branches": branches,
+        "statuses": RunStatus.choices,
+        **filters,
+        "query": urlencode({key: value or "" for key, value in filters.items()}),
+        "history": history,
+        "duration_chart": duration_chart(history["durations"]),
+        "deployments": selectors.current_deployments(project),
+        "run_form": form or RunPipelineForm(project=project, branches=branches),
+    }
+
+
+def duration_chart(durations: list[dict]):
+    minutes = [(d["finished_at"] - d["started_at"]).total_seconds() / 60 for d in durations]
+    return charts.line_chart(
+        [charts.Series("duration", minutes)],
+        x_labels=[f"#{d['build_number']}" if d["build_number"] is not None else str(d["pk"]) for d in durations],
+        y_unit="min",
+        title="Run duration, newest runs matching the filters",
+    )
 
 
 @require_GET
 @role_required()
 def project_detail(request, slug):
     project = get_object_or_404(Project, slug=slug)
-    branch = request.GET.get("branch", "")
-    status = request.GET.get("status", "")
-    if status not in RunStatus.values:
-        status = ""
-    runs = selectors.project_runs(project, branch=branch, status=status)
-    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "project": project,
-        "page": page,
-        "branches": selectors.project_branches(project),
-        "statuses": RunStatus.choices,
-        "branch": branch,
-        "status": status,
-        "deployments": selectors.current_deployments(project),
+    return render(request, "deliveries/project_detail.html", project_context(request, project))
+
+
+@require_POST
+@role_required(Role.DEVELOPER)
+def run_pipeline(request, slug):
+    project = get_object_or_404(Project, slug=slug)
+    form = RunPipelineForm(request.POST, project=project, branches=selectors.project_branches(project))
+    if not form.is_valid():
+        context = project_context(request, project, form=form)
+        return render(request, "deliveries/project_detail.html", context, status=400)
+    try:
+        run = triggers.request_run(
+            project=project, branch=form.cleaned_data["branch"], commit=form.cleaned_data["commit"], user=request.user
+        )
+    except triggers.TriggerRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(project)
+    where = "the simulated Jenkins" if settings.JENKINS_SIMULATED else "Jenkins"
+    messages.success(request, f"Run of {run.branch} requested: {where} is asked to start it.")
+    return redirect(run)
+
+
+def run_context(request, run) -> dict:
+    can_abort = not run.is_finished and has_role(request.user, Role.DEVELOPER, Role.OPERATOR)
+    stages = list(run.stages.all())
+    return {
+        "project": run.project,
+        "run": run,
+        "can_abort": can_abort,
+        "timeline": stage_timeline(stages),
+        "failed_stages": [s for s in stages if s.status in (StageStatus.FAILED, StageStatus.UNSTABLE)],
     }
-    return render(request, "deliveries/project_detail.html", context)
+
+
+def stage_timeline(stages) -> list[dict]:
+    """Each stage's bar as percentages of the run's span, like Jenkins' stage view (a running stage ends now)."""
+    now = timezone.now()
+    spans = [(s.started_at, s.finished_at or now) for s in stages if s.started_at]
+    start = min((begin for begin, _ in spans), default=None)
+    end = max((finish for _, finish in spans), default=None)
+    total = (end - start).total_seconds() if start and end and end > start else 0
+    rows = []
+    for stage in stages:
+        left = width = 0.0
+        if stage.started_at and total:
+            left = (stage.started_at - start).total_seconds() / total * 100
+            width = ((stage.finished_at or now) - stage.started_at).total_seconds() / total * 100
+        rows.append({"stage": stage, "left": round(left, 2), "width": round(max(width, 0.3), 2)})
+    return rows
 
 
 @require_GET
 @role_required()
 def run_detail(request, slug, run_id):
     run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
-    return render(request, "deliveries/run_detail.html", {"project": run.project, "run": run})
+    return render(request, "deliveries/run_detail.html", run_context(request, run))
+
+
+@never_cache
+@require_GET
+@role_required()
+def run_live(request, slug, run_id):
+    """The changing part of the run page, polled by portal/live.js while the run is in progress."""
+    run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
+    return render(request, "deliveries/_run_live.html", run_context(request, run))
+
+
+@require_POST
+@role_required(Role.DEVELOPER, Role.OPERATOR)
+def run_abort(request, slug, run_id):
+    run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
+    try:
+        triggers.request_abort(run=run, user=request.user)
+    except triggers.TriggerRefused as exc:
+        messages.warning(request, str(exc))
+        return render(request, "deliveries/run_detail.html", run_context(request, run), status=409)
+    messages.success(request, "Abort requested: Jenkins is asked to stop the run.")
+    return redirect(run)
+
+
+DORA_PERIODS = (7, 30, 90)
+
+
+@require_GET
+@role_required()
+def project_dora(request, slug):
+    project = get_object_or_404(Project, slug=slug)
+    days = int(request.GET.get("days", 30)) if request.GET.get("days", "30").isdigit() else 30
+    days = days if days in DORA_PERIODS else 30
+    keys = dora.four_keys(project, days=days)
+    segments = [
+        ("build", "Build"),
+        ("staging_tests", "Staging tests"),
+        ("waiting_for_approval", "Waiting for approval"),
+        ("production_pipeline", "Production pipeline"),
+    ]
+    hours = [[(getattr(lead, name).total_seconds() / 3600 if getattr(lead, name) else None)
+              for lead in keys.lead_times] for name, _ in segments]
+    context = {
+        "project": project,
+        "days": days,
+        "periods": DORA_PERIODS,
+        "keys": keys,
+        "band": keys.bands(),
+        "band_definitions": [(label, dora.BANDS[key]) for key, label in dora.KEY_LABELS.items()],
+        "segments": [(label, keys.median_segment(name)) for name, label in segments],
+        "lead_time_chart": charts.stacked_bar_chart(
+            [charts.Series(label, values) for (_, label), values in zip(segments, hours, strict=True)],
+            x_labels=[f"{lead.deployed_at:%b %d}" for lead in keys.lead_times],
+            y_unit="h",
+            title="Lead time of each production deployment, by part",
+        ),
+    }
+    return render(request, "deliveries/dora.html", context)

@@ -1,3 +1,6 @@
+from django.conf import settings
+
+from deliveries import jenkins as jenkins_client
 from portal.roles import Role, roles_of
 
 
@@ -9,3 +12,8 @@ def roles(request):
         "is_techlead": Role.TECHLEAD in user_roles,
         "is_operator": Role.OPERATOR in user_roles,
     }
+
+
+def jenkins(request):
+    """Every page says when Jenkins is the demo's imitation, and forms know whether one is configured."""
+    return {"jenkins_configured": jenkins_client.is_configured(), "jenkins_simulated": settings.JENKINS_SIMULATED}

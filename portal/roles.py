@@ -21,7 +21,8 @@ ANY_ROLE = tuple(Role)
 
 
 def roles_of(user) -> set[str]:
-    if not user.is_authenticated or not user.is_active:
+    # Only people hold roles: not anonymous visitors, nor the API's token "users" (which have no groups).
+    if user is None or not user.is_authenticated or not user.is_active or not hasattr(user, "groups"):
         return set()
     if user.is_superuser:
         return set(ANY_ROLE)

@@ -59,6 +59,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.roles",
+                "portal.context_processors.jenkins",
             ],
         },
     },
@@ -148,6 +149,7 @@ else:
 JENKINS_URL = env.read_url(E, "JENKINS_URL", schemes={"http", "https"})
 JENKINS_USER = E.get("JENKINS_USER", "")
 JENKINS_TOKEN = E.get("JENKINS_TOKEN", "")
+JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 

@@ -237,8 +237,15 @@ def write_trivy(report: Report, parsed: TrivyReport) -> dict:
                                                            strict=True)
         ),
     )
+    # Fixed: what the previous run's scan of the same image had and this one has not (the whole previous run
+    # when the report names no image).
     current = {item.fingerprint for item in parsed.findings}
-    fixed_basis = fingerprints_of(previous_run, artifact_name=parsed.artifact_name) if previous_run else set()
+    if previous_run is None:
+        fixed = 0
+    elif parsed.artifact_name:
+        fixed = len(fingerprints_of(previous_run, artifact_name=artifact_name) - current)
+    else:
+        fixed = len(previous - current)
     return {
         "format": parsed.format,
         "artifact_name": parsed.artifact_name,
@@ -247,7 +254,7 @@ def write_trivy(report: Report, parsed: TrivyReport) -> dict:
         "by_class": count_choices(FindingClass.values, (item.finding_class for item in parsed.findings)),
         "new": sum(new_on_branch),
         "persisting": len(new_on_branch) - sum(new_on_branch),
-        "fixed": len((fixed_basis or previous) - current) if previous_run else 0,
+        "fixed": fixed,
         "new_vs_production": None if in_production is None else sum(bool(v) for v in new_vs_production),
         "compared_with_run": previous_run.pk if previous_run else None,
         "production_run": production_run.pk if production_run else None,

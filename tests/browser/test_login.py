@@ -8,10 +8,10 @@ def test_a_user_signs_in_and_sees_the_projects(signed_in, live_server, screensho
 
     RunFactory(project=ProjectFactory(name="Storefront", slug="storefront"), build_number=12)
     page = signed_in()
-    assert page.locator("h1").first.inner_text() == "Projects"
-    assert page.get_by_role("link", name="Storefront").is_visible()
-    screenshot("home")
-    page.get_by_role("link", name="Storefront").click()
+    assert page.locator("h1").first.inner_text() == "What runs where"
+    assert page.get_by_role("link", name="Storefront").first.is_visible()
+    screenshot("home-signed-in")
+    page.get_by_role("link", name="Storefront").first.click()
     page.wait_for_url(f"{live_server.url}/projects/storefront/")
     assert "#12" in page.locator("table.runs").inner_text()
 

@@ -1,8 +1,19 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from deliveries.models import RunStatus
-from tests.factories import ArtifactFactory, DeploymentFactory, ProjectFactory, RunFactory, StageFactory
+from deliveries.models import Promotion, RunStatus
+from tests.factories import (
+    ArtifactFactory,
+    DeploymentFactory,
+    EnvironmentFactory,
+    ProjectFactory,
+    RunFactory,
+    StageFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -21,6 +32,7 @@ def page_urls(run):
         reverse("home"),
         reverse("project-detail", args=[run.project.slug]),
         reverse("run-detail", args=[run.project.slug, run.pk]),
+        reverse("project-dora", args=[run.project.slug]),
     ]
 
 
@@ -105,24 +117,89 @@ def test_run_page_is_404_for_a_run_of_another_project(client, users, run):
     assert client.get(reverse("run-detail", args=["shop", other.pk])).status_code == 404
 
 
-def create_runs(project, count, start):
+def create_history(project, count, start):
+    """Runs with stages, images and deployments to staging and production: what every page shows."""
+    from environments.models import AvailabilityCheck
+
+    staging = EnvironmentFactory(slug="staging", tier="staging", order=2)
+    production = EnvironmentFactory(slug="production", tier="production", order=3)
+    last = start + count - 1
     for number in range(start, start + count):
-        run = RunFactory(project=project, build_number=number, branch="dev" if number % 3 else "master")
-        StageFactory(run=run, name="Build", order=1)
+        # every third run goes to production; the newest is always on staging, ahead of production
+        branch = "master" if number % 3 == 0 and number != last else "dev"
+        run = RunFactory(project=project, build_number=number, branch=branch,
+                         committed_at=timezone.now() - timedelta(hours=2))
+        StageFactory(run=run, name="Push images", order=1)
+        StageFactory(run=run, name="Deploy", order=2, status="failed" if number % 5 == 0 else "success")
+        ArtifactFactory(run=run)
+        deployment = DeploymentFactory(source_run=run, environment=production if run.branch == "master" else staging)
+        AvailabilityCheck.objects.create(environment=deployment.environment, deployment=deployment, url="https://x",
+                                         ok=number % 7 != 0, status_code=200)
+    Promotion.objects.create(project=project, source_run=run, requested_by=UserFactory(), state="requested")
+    return run
 
 
-@pytest.mark.parametrize("name", ["home", "project-detail"])
-def test_page_queries_do_not_grow_with_the_number_of_runs(client, users, django_assert_max_num_queries, name):
+@pytest.mark.parametrize("name", ["home", "project-detail", "run-detail", "run-live", "project-dora"])
+def test_page_queries_do_not_grow_with_the_number_of_runs(client, users, name):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     project = ProjectFactory(slug="shop")
     client.force_login(users.developer)
-    url = reverse(name) if name == "home" else reverse(name, args=["shop"])
-    create_runs(project, 10, 1)
+
+    def url(run):
+        if name == "home":
+            return reverse(name)
+        return reverse(name, args=["shop", run.pk]) if name.startswith("run") else reverse(name, args=["shop"])
+
+    run = create_history(project, 10, 1)
     with CaptureQueriesContext(connection) as small:
-        client.get(url)
-    create_runs(project, 90, 100)
+        assert client.get(url(run)).status_code == 200
+    run = create_history(project, 90, 100)
     with CaptureQueriesContext(connection) as large:
-        client.get(url)
+        assert client.get(url(run)).status_code == 200
     assert len(large) == len(small)
+
+
+def test_home_shows_what_runs_where_and_what_waits(client, users):
+    project = ProjectFactory(slug="shop", name="Shop")
+    create_history(project, 6, 1)
+    client.force_login(users.techlead)
+    response = client.get(reverse("home"))
+    (row,) = response.context["board"]
+    cells = {env.slug: cell for env, cell in zip(response.context["environments"], row.cells, strict=True)}
+    assert cells["production"].source_run.build_number == 3
+    assert cells["staging"].source_run.build_number == 6
+    assert row.drift == [("staging", "production", 3)]
+    assert [p.source_run.build_number for p in response.context["waiting_promotions"]] == [6]
+    assert len(response.context["recent_runs"]) == 6
+
+
+def test_project_page_filters_runs_by_date_and_charts_durations(client, users):
+    project = ProjectFactory(slug="shop")
+    old = RunFactory(project=project, build_number=1, created_at=timezone.now() - timedelta(days=20))
+    RunFactory(project=project, build_number=2, status="failed")
+    client.force_login(users.developer)
+    url = reverse("project-detail", args=["shop"])
+    since = (timezone.now() - timedelta(days=2)).date().isoformat()
+    response = client.get(url, {"since": since})
+    assert [r.build_number for r in response.context["page"]] == [2]
+    assert response.context["history"]["success_rate"] == 0
+    response = client.get(url, {"until": old.created_at.date().isoformat()})
+    assert [r.build_number for r in response.context["page"]] == [1]
+    assert client.get(url, {"since": "not-a-date"}).status_code == 200
+    assert "<svg" in client.get(url).content.decode()
+
+
+def test_dora_page_states_the_keys_and_their_bands(client, users):
+    project = ProjectFactory(slug="shop")
+    create_history(project, 12, 1)
+    client.force_login(users.operator)
+    response = client.get(reverse("project-dora", args=["shop"]), {"days": "7"})
+    body = response.content.decode()
+    assert response.context["days"] == 7
+    assert response.context["keys"].deployments == 3  # builds 3, 6 and 9 went to production
+    for words in ("Deployment frequency", "Lead time for changes", "Change failure rate", "Time to restore",
+                  "Elite", "2021 Accelerate State of DevOps"):
+        assert words in body
+    assert client.get(reverse("project-dora", args=["shop"]), {"days": "9999"}).context["days"] == 30

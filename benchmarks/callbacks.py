@@ -1,0 +1,428 @@
+"""Stage callbacks per second through gunicorn on PostgreSQL, against a minimal Django JSON view on the same stack.
+
+Jenkins reports every stage start and finish; a farm of agents running many pipelines at once hammers the stage
+upsert. This starts gunicorn (the portal's own settings, DEBUG off, persistent database connections) on a
+throwaway PostgreSQL database `portal_bench_callbacks` (created, then dropped), and loads it with wrk from
+loopback: POST /api/v1/projects/bench/runs/<n>/stages/ with a Bearer project token, spread over 50 runs x 20
+stage names (the first requests create the runs and stages concurrently, the rest update them), then the same
+POST to /bench/minimal/, a view that only answers {"ok": true} through the same middleware.
+
+Afterwards it checks that no stage was lost or duplicated: as many rows as distinct (run, stage) pairs sent,
+one run per build number, every status one of those sent.
+
+    .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
+    .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
+    .venv/bin/python benchmarks/callbacks.py --compare-workers    # sync and gthread, one after the other
+
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and wrk (installed with apt-get when missing).
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, bench_line  # noqa: E402
+
+DB_NAME = "portal_bench_callbacks"  # its own database: never portal or test_portal
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+SLUG = "bench"
+RUNS, STAGES = 50, 20
+STATUSES_SENT = {"running", "success", "failed"}
+TARGET_RPS = 1000.0
+TARGET_RATIO = 0.5
+BENCH_DIR = Path(__file__).resolve().parent
+PYTHON = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found: installing it with apt-get", file=sys.stderr)
+    install = ["apt-get", "install", "-y", "wrk"]
+    if subprocess.run(install, capture_output=True, check=False, timeout=600).returncode != 0:
+        subprocess.run(["apt-get", "update"], capture_output=True, check=False, timeout=600)
+        subprocess.run(install, capture_output=True, check=True, timeout=600)
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+# --- The throwaway database and the portal's environment ------------------------------------------
+
+
+def admin_execute(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(statement)
+
+
+@contextmanager
+def throwaway_database():
+    admin_execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    admin_execute(f'CREATE DATABASE "{DB_NAME}"')
+    try:
+        yield
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def portal_environment(var_dir: Path) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PORTAL_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="benchmarks.callbacks_settings",
+        DATABASE_URL=DATABASE_URL,
+        SECRET_KEY=secrets.token_urlsafe(48),
+        DEBUG="false",
+        ALLOWED_HOSTS="127.0.0.1",
+        PORTAL_VAR_DIR=str(var_dir),
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
+    if done.returncode != 0:
+        sys.exit(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+PROBE = """
+import json
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+client = Client(HTTP_HOST="127.0.0.1")
+headers = {"HTTP_AUTHORIZATION": "Bearer %s", "content_type": "application/json"}
+url = "/api/v1/projects/%s/runs/%d/stages/"
+client.post(url, data={"name": "probe", "status": "running"}, **headers)
+with CaptureQueriesContext(connection) as update:
+    response = client.post(url, data={"name": "probe", "status": "success"}, **headers)
+assert response.status_code == 200, response.content
+health_checks = bool(connection.settings_dict.get("CONN_HEALTH_CHECKS"))
+print(json.dumps({"sql": [query["sql"] for query in update.captured_queries], "health_checks": health_checks}))
+"""
+
+
+def probe_queries(env: dict, token: str) -> dict:
+    """The SQL of one stage update (existing run and stage), on a build number the load does not use."""
+    out = manage(env, "shell", "-c", PROBE % (token, SLUG, RUNS + 1000))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- gunicorn and wrk ------------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (Linux /proc); 0 where it cannot be read."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def database_backends() -> list[int]:
+    """PostgreSQL backends serving the benchmark's database (their title names it)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if DB_NAME.encode() in cmdline.read_bytes() and b"postgres" in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(env: dict, *, workers: int, worker_class: str, threads: int, log_path: Path):
+    port = free_port()
+    command = [GUNICORN, "portal.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+               "--worker-class", worker_class, "--chdir", str(REPO_ROOT), "--log-level", "warning",
+               "--backlog", "2048", "--keep-alive", "5"]
+    if worker_class == "gthread":
+        command += ["--threads", str(threads)]
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
+        yield f"http://127.0.0.1:{port}", server.pid
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"gunicorn exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    sys.exit(f"gunicorn did not answer {url} within {timeout:.0f} s")
+
+
+def run_wrk(wrk: str, url: str, script: str, *, seconds: float, threads: int, connections: int, env: dict) -> dict:
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "--latency", "-s",
+               str(BENCH_DIR / script), url]
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False,
+                          timeout=seconds + 60)
+    if done.returncode != 0:
+        sys.exit(f"wrk failed:\n{done.stdout}\n{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def parse_wrk(out: str) -> dict:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(total.group(1)) if total else 0,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in socket_errors.groups()) if socket_errors else 0,
+        "latency_avg": latency.group(1) if latency else "?",
+        "latency_p99": p99.group(1) if p99 else "?",
+        "sent": [(int(start), int(count))
+                 for start, count in re.findall(r"SENT thread=\d+ start=(\d+) count=(\d+)", out)],
+    }
+
+
+# --- What the database holds afterwards ------------------------------------------------------------
+
+
+def pairs_sent(sent: list[tuple[int, int]]) -> set[tuple[int, str]]:
+    """The (build number, stage name) pairs the Lua script generated (same arithmetic as callbacks.lua)."""
+    pairs = set()
+    size = RUNS * STAGES
+    for start, count in sent:
+        for index in range(min(count, size)):
+            pair = (start + index) % size
+            pairs.add((pair % RUNS + 1, f"Stage {pair // RUNS}"))
+    return pairs
+
+
+def check_rows(expected: set[tuple[int, str]]) -> dict:
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://"), connect_timeout=5) as connection:
+        rows = connection.execute(
+            """SELECT r.build_number, s.name, s.status FROM deliveries_stage s
+               JOIN deliveries_pipelinerun r ON r.id = s.run_id
+               JOIN deliveries_project p ON p.id = r.project_id
+               WHERE p.slug = %s AND r.build_number <= %s""",
+            [SLUG, RUNS],
+        ).fetchall()
+        runs = connection.execute(
+            """SELECT r.build_number, count(*) FROM deliveries_pipelinerun r
+               JOIN deliveries_project p ON p.id = r.project_id WHERE p.slug = %s AND r.build_number <= %s
+               GROUP BY r.build_number""",
+            [SLUG, RUNS],
+        ).fetchall()
+        audit_events = connection.execute("SELECT count(*) FROM deliveries_auditevent").fetchone()[0]
+    found = [(number, name) for number, name, _ in rows]
+    return {
+        "rows": len(rows),
+        "expected": len(expected),
+        "missing": len(expected - set(found)),
+        "unexpected": len(set(found) - expected),
+        "duplicated": len(found) - len(set(found)),
+        "runs": len(runs),
+        "duplicated_runs": sum(count - 1 for _, count in runs),
+        "bad_statuses": sorted({status for _, _, status in rows} - STATUSES_SENT),
+        "audit_events": audit_events,
+    }
+
+
+# --- The measure -----------------------------------------------------------------------------------
+
+
+def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_path: Path) -> dict:
+    wrk_env = {"BENCH_TOKEN": token, "BENCH_PATH_PREFIX": f"/api/v1/projects/{SLUG}/runs/",
+               "BENCH_RUNS": str(RUNS), "BENCH_STAGES": str(STAGES)}
+    load = {"threads": args.wrk_threads, "connections": args.connections}
+    api, minimal, sent, warm_errors = [], [], [], 0
+    with gunicorn(env, workers=args.workers, worker_class=worker_class, threads=args.threads,
+                  log_path=log_path) as (base, master):
+
+        def measured(url, script, seconds, env):
+            """A wrk run, with the CPU time gunicorn's workers and PostgreSQL spent per request."""
+            workers, backends = children_of(master), database_backends()
+            before = cpu_seconds(workers), cpu_seconds(backends)
+            result = run_wrk(wrk, url, script, seconds=seconds, env=env, **load)
+            requests = max(result["requests"], 1)
+            result["cpu_ms_gunicorn"] = (cpu_seconds(workers) - before[0]) * 1000 / requests
+            result["cpu_ms_postgres"] = (cpu_seconds(backends) - before[1]) * 1000 / requests
+            return result
+
+        # Warm-up: the first callbacks create the runs and stages (concurrently, as a Jenkins farm would); go on
+        # until every (run, stage) pair exists, so that the measure is of updates, the steady state.
+        offset, deadline = 0, time.monotonic() + 120
+        while True:
+            warm = run_wrk(wrk, base, "callbacks.lua", seconds=args.warmup,
+                           env={**wrk_env, "BENCH_OFFSET": str(offset)}, **load)
+            sent += warm["sent"]
+            warm_errors += warm["non_2xx"] + warm["socket_errors"]
+            offset += max(count for _, count in warm["sent"])
+            if len(pairs_sent(sent)) >= RUNS * STAGES or time.monotonic() > deadline:
+                break
+        for _ in range(args.rounds):
+            hot = measured(base, "callbacks.lua", args.duration, {**wrk_env, "BENCH_OFFSET": str(offset)})
+            offset += max(count for _, count in hot["sent"])
+            sent += hot["sent"]
+            api.append({**hot, "errors": hot["non_2xx"] + hot["socket_errors"]})
+            run_wrk(wrk, base + "/bench/minimal/", "minimal.lua", seconds=args.warmup, env=wrk_env, **load)
+            minimal.append(measured(base + "/bench/minimal/", "minimal.lua", args.duration, wrk_env))
+    api[0]["errors"] += warm_errors
+    best_api = statistics.median(result["rps"] for result in api)
+    best_minimal = statistics.median(result["rps"] for result in minimal)
+    return {"worker_class": worker_class, "api": api, "minimal": minimal, "api_rps": best_api,
+            "minimal_rps": best_minimal, "errors": sum(result["errors"] for result in api),
+            "minimal_errors": sum(r["non_2xx"] + r["socket_errors"] for r in minimal), "sent": sent}
+
+
+def report(result: dict, args) -> None:
+    label = result["worker_class"] + (f" x{args.threads} threads" if result["worker_class"] == "gthread" else "")
+    for name, runs in (("stage upsert", result["api"]), ("minimal view", result["minimal"])):
+        for run in runs:
+            print(f"  {label:<20} {name:<13} {run['rps']:>9,.0f} req/s  {run['requests']:>7,} requests  "
+                  f"latency avg {run['latency_avg']} p99 {run['latency_p99']}  non-2xx {run['non_2xx']}  "
+                  f"socket errors {run['socket_errors']}  CPU per request: gunicorn {run['cpu_ms_gunicorn']:.2f} ms, "
+                  f"PostgreSQL {run['cpu_ms_postgres']:.2f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10, help="seconds measured per load (default 10)")
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of warm-up before each measure, repeated for the stage callbacks until every "
+                             "stage exists (default 2)")
+    parser.add_argument("--rounds", type=int, default=1, help="measures of each, the median is kept (default 1)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    parser.add_argument("--compare-workers", action="store_true", help="measure sync, then gthread")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--server-side-binding", action="store_true",
+                        help="experiment: psycopg server-side binding with prepared statements (not the portal's "
+                             "settings)")
+    parser.add_argument("--no-health-checks", action="store_true",
+                        help="experiment: CONN_HEALTH_CHECKS off (not the portal's settings)")
+    args = parser.parse_args()
+
+    wrk = ensure_wrk()
+    classes = ["sync", "gthread"] if args.compare_workers else [args.worker_class]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as var_dir:
+        env = portal_environment(Path(var_dir))
+        if args.server_side_binding:
+            env["BENCH_SERVER_SIDE_BINDING"] = "1"
+        if args.no_health_checks:
+            env["BENCH_CONN_HEALTH_CHECKS"] = "0"
+        log_path = Path(var_dir) / "gunicorn.log"
+        for worker_class in classes:
+            with throwaway_database():
+                manage(env, "migrate", "--no-input", "-v0")
+                manage(env, "shell", "-c",
+                       f"from deliveries.models import Project; Project.objects.create(name='Bench', slug='{SLUG}')")
+                token = manage(env, "create_project_token", SLUG, "--name", "bench").strip()
+                queries = probe_queries(env, token)
+                result = measure(args, wrk, env, token, worker_class=worker_class, log_path=log_path)
+                result["check"] = check_rows(pairs_sent(result["sent"]))
+                result["queries"] = queries
+                results.append(result)
+        server_log = log_path.read_text(errors="replace") if log_path.exists() else ""
+
+    experiments = [name for name, on in (("server-side binding", args.server_side_binding),
+                                         ("no health checks", args.no_health_checks)) if on]
+    if experiments:
+        print(f"EXPERIMENT, not the portal's settings: {', '.join(experiments)}")
+    print(f"Stage upserts vs a minimal Django JSON view, gunicorn {args.workers} workers, PostgreSQL, wrk "
+          f"{args.wrk_threads} threads x {args.connections} connections, {args.duration:g} s after {args.warmup:g} s "
+          f"warm-up; {RUNS} runs x {STAGES} stages; {os.cpu_count()} CPUs shared by wrk, gunicorn and PostgreSQL")
+    for result in results:
+        report(result, args)
+        check = result["check"]
+        print(f"  {result['worker_class']}: {check['rows']} stage rows for {check['expected']} pairs sent "
+              f"(missing {check['missing']}, unexpected {check['unexpected']}, duplicated {check['duplicated']}); "
+              f"{check['runs']} runs (duplicated {check['duplicated_runs']}); statuses outside those sent: "
+              f"{check['bad_statuses'] or 'none'}; {check['audit_events']:,} audit events")
+        queries = result["queries"]
+        health = " (+ Django's `SELECT 1` health check on the reused connection)" if queries["health_checks"] else ""
+        print(f"  {len(queries['sql'])} SQL statements per stage update{health}: "
+              + " | ".join(query.split(" FROM")[0][:48] for query in queries["sql"]))
+    if "Traceback" in server_log or "[ERROR]" in server_log:
+        print("gunicorn log:\n" + server_log[-4000:], file=sys.stderr)
+
+    chosen = max(results, key=lambda result: result["api_rps"])
+    check = chosen["check"]
+    intact = (check["missing"] == 0 and check["unexpected"] == 0 and check["duplicated"] == 0
+              and check["duplicated_runs"] == 0 and check["runs"] == RUNS and not check["bad_statuses"])
+    ratio = chosen["api_rps"] / chosen["minimal_rps"] if chosen["minimal_rps"] else 0.0
+    errors = chosen["errors"] + (0 if intact else 1)
+    if len(results) > 1:
+        print(f"  best: {chosen['worker_class']}")
+    print(f"  ratio stage upsert / minimal view: {ratio:.3f}; rows intact: {intact}")
+    lines = [
+        bench_line("callbacks_stage_upsert_rps", chosen["api_rps"], TARGET_RPS, chosen["api_rps"] >= TARGET_RPS),
+        bench_line("callbacks_vs_minimal_view", ratio, TARGET_RATIO, ratio >= TARGET_RATIO),
+        bench_line("callbacks_errors", errors, 0, errors == 0),
+    ]
+    print("\n".join(lines))
+    return 0 if all(line.endswith("ok=true") for line in lines) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Serve the imitation Jenkins of the tests (tests/fakes/jenkins.py) for the local demo (`make run`).
+
+Each project's `jenkins_job_path` becomes a job whose builds play the pipeline against the portal with
+that project's API token. The tokens are kept in var/simulated_jenkins_tokens.json (0600) and reused while
+they are valid, so restarting the demo does not pile up tokens. Basic auth is JENKINS_USER / JENKINS_TOKEN.
+"""
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Max
+
+from deliveries.models import Project, ProjectToken
+
+ISSUED_AS = "simulated-jenkins"  # the name of the project tokens it issues
+
+
+class Command(BaseCommand):
+    help = "Serve a simulated Jenkins that plays the pipeline against the portal (demo only, never production)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8081)
+        parser.add_argument("--portal-url", default="http://127.0.0.1:8000", help="Where builds send callbacks")
+        parser.add_argument("--speed", type=float, default=3.0, help="Seconds an average stage takes")
+        parser.add_argument("--queue-seconds", type=float, default=2.0, help="Seconds a build waits in the queue")
+
+    def handle(self, *args, host, port, portal_url, speed, queue_seconds, **options):
+        try:
+            from tests.fakes.jenkins import FakeJenkins, PortalTarget
+        except ImportError as exc:
+            raise CommandError("The simulated Jenkins lives in tests/fakes/jenkins.py, which is missing.") from exc
+        if not settings.JENKINS_USER or not settings.JENKINS_TOKEN:
+            raise CommandError("Set JENKINS_USER and JENKINS_TOKEN: the simulated Jenkins asks for them as real one.")
+        projects = [p for p in Project.objects.order_by("slug") if p.jenkins_job_path]
+        if not projects:
+            raise CommandError("No project has a Jenkins job path: run `manage.py seed_demo` first.")
+        tokens = project_tokens(projects, Path(settings.VAR_DIR) / "simulated_jenkins_tokens.json")
+        try:
+            fake = FakeJenkins(
+                users={settings.JENKINS_USER: settings.JENKINS_TOKEN},
+                host=host, port=port, speed=speed, queue_seconds=queue_seconds,
+            )
+        except OSError as exc:
+            raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        # Build numbers go on from the portal's history, so a new build never lands on an old run.
+        last = dict(Project.objects.filter(pk__in=[p.pk for p in projects]).annotate(n=Max("runs__build_number"))
+                    .values_list("pk", "n"))
+        for project in projects:
+            fake.add_job(
+                project.jenkins_job_path,
+                portal=PortalTarget(portal_url, project.slug, tokens[project.slug], project.release_branch),
+                next_build_number=(last.get(project.pk) or 0) + 1,
+            )
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        fake.start()
+        jobs = ", ".join(p.jenkins_job_path for p in projects)
+        self.stdout.write(f"Simulated Jenkins (not a real one) at {fake.url}, calling back {portal_url}; jobs: {jobs}")
+        self.stdout.flush()
+        try:
+            stopping.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            fake.stop()
+
+
+def project_tokens(projects, path: Path) -> dict[str, str]:
+    """A valid API token per project slug: the one kept in `path` if it still works, else a new one."""
+    kept = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+        except ValueError:
+            kept = {}
+    tokens = {}
+    for project in projects:
+        token = kept.get(project.slug, "")
+        row = ProjectToken.find(token) if token else None
+        if row is None or row.project_id != project.pk:
+            _, token = ProjectToken.issue(project=project, name=ISSUED_AS)
+        tokens[project.slug] = token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(tokens, file)
+    os.chmod(path, 0o600)  # also when the file existed with looser permissions
+    return tokens

@@ -1,0 +1,13 @@
+"""django-q2 entry points of the deliveries app: they take ids and call a service (deliveries.triggers)."""
+
+from deliveries import triggers
+
+
+def trigger_run(run_id: int) -> str:
+    """Queue the run's build on Jenkins and follow it out of the queue; returns the run's status."""
+    return triggers.trigger_build(run_id=run_id).status
+
+
+def abort_run(run_id: int) -> str:
+    """Cancel the run's queue item or stop its build; returns the run's status."""
+    return triggers.abort_build(run_id=run_id).status

@@ -1,0 +1,246 @@
+"""Services that talk to Jenkins: start a run, follow it through the Jenkins queue, abort it.
+
+A web request never waits on Jenkins: `request_run` and `request_abort` write the run and an audit event
+and queue a task on commit; the tasks (deliveries.tasks) call `trigger_build` and `abort_build` here.
+Those are safe to run twice: they look at what the run already holds before asking Jenkins anything,
+and write with conditional updates so that a callback from Jenkins arriving meanwhile is never undone
+(the REST API attaches the build to the run through the PORTAL_RUN_ID parameter; whichever comes first wins).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from deliveries import jenkins
+from deliveries.jenkins import JenkinsError
+from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
+
+logger = logging.getLogger(__name__)
+
+# Bounded waits, all well under the django-q timeout (600 s): a task never outlives its lease. Worst case
+# (every request timing out after jenkins.TIMEOUT_SECONDS): 3 triggers of 2 requests + 6 s of backoff, then
+# the queue followed for 300 s: about 6.5 minutes.
+TRIGGER_ATTEMPTS = 3
+TRIGGER_BACKOFF_SECONDS = 2.0  # doubled after each failed attempt: 2 s, 4 s
+QUEUE_POLL_FIRST_SECONDS = 0.5  # doubled after each poll, up to the maximum
+QUEUE_POLL_MAX_SECONDS = 10.0
+QUEUE_WAIT_SECONDS = 300.0
+ABORT_ATTEMPTS = 3
+
+ACTIVE = [RunStatus.QUEUED, RunStatus.RUNNING]
+
+
+class TriggerRefused(Exception):
+    """The portal cannot start (or stop) a run; the message says why, for the user."""
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)  # a seam for tests
+
+
+# --- From the web: record, audit, queue the task on commit -------------------------------------------------
+
+
+def request_run(*, project, branch: str, commit: str = "", user) -> PipelineRun:
+    if not jenkins.is_configured():
+        raise TriggerRefused("Jenkins is not configured (JENKINS_URL is empty): the portal cannot start runs.")
+    if not project.jenkins_job_path:
+        raise TriggerRefused(f"{project.name} has no Jenkins job path: an administrator sets it in the admin.")
+    with transaction.atomic():
+        run = PipelineRun.objects.create(
+            project=project,
+            branch=branch,
+            commit_sha=commit,
+            trigger=RunTrigger.PORTAL,
+            triggered_by=user,
+            status=RunStatus.QUEUED,
+        )
+        audit(run, user=user, action="run.requested", data={"branch": branch, "commit": commit})
+        transaction.on_commit(partial(queue_task, "deliveries.tasks.trigger_run", run.pk, "trigger"))
+    return run
+
+
+def request_abort(*, run: PipelineRun, user) -> None:
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        if run.is_finished:
+            status = run.get_status_display().lower()
+            raise TriggerRefused(f"This run has already finished ({status}): nothing to abort.")
+        audit(run, user=user, action="run.abort_requested", data={"status": run.status})
+        transaction.on_commit(partial(queue_task, "deliveries.tasks.abort_run", run.pk, "abort"))
+
+
+def queue_task(function: str, run_id: int, verb: str) -> None:
+    async_task(function, run_id, task_name=f"{verb} run {run_id}")
+
+
+def audit(run: PipelineRun, *, user=None, action: str, data: dict) -> None:
+    AuditEvent.objects.create(
+        actor=user,
+        actor_label="" if user else "portal",
+        project_id=run.project_id,
+        action=action,
+        target_type="pipelinerun",
+        target_id=str(run.pk),
+        data=data,
+    )
+
+
+# --- From the worker: talk to Jenkins ------------------------------------------------------------------
+
+
+def trigger_build(*, run_id: int) -> PipelineRun:
+    """Queue the run's build on Jenkins (unless done already), then follow its queue item."""
+    run = PipelineRun.objects.select_related("project").get(pk=run_id)
+    if run.is_finished or run.build_number is not None:
+        return run
+    if run.queue_id is None:
+        try:
+            queue_id = call_with_retries(
+                lambda: jenkins.trigger(run.project.jenkins_job_path, branch=run.branch, commit=run.commit_sha,
+                                        run_id=run.pk)
+            )
+        except JenkinsError as exc:
+            fail_trigger(run, exc.reason)
+            return reload(run)
+        PipelineRun.objects.filter(pk=run.pk, queue_id__isnull=True).update(queue_id=queue_id)
+        run = reload(run)
+    follow_queue(run)
+    return reload(run)
+
+
+def call_with_retries(call, *, attempts: int = TRIGGER_ATTEMPTS):
+    """Call, retrying what may pass (Jenkins unreachable, 5xx) with a doubling wait; the rest fails at once."""
+    delay = TRIGGER_BACKOFF_SECONDS
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except JenkinsError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            logger.warning("Jenkins call failed (attempt %s of %s): %s", attempt, attempts, exc.reason)
+            sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def fail_trigger(run: PipelineRun, reason: str) -> None:
+    with transaction.atomic():
+        updated = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED, build_number__isnull=True).update(
+            status=RunStatus.TRIGGER_FAILED, status_reason=reason[:500], finished_at=timezone.now()
+        )
+        if updated:
+            audit(run, action="run.trigger_failed", data={"reason": reason})
+
+
+def follow_queue(run: PipelineRun) -> None:
+    """Poll the queue item with backoff until it becomes a build (or is cancelled), within a bounded wait.
+
+    Giving up early loses nothing: the build's own callback attaches it to the run through PORTAL_RUN_ID.
+    """
+    delay, started = QUEUE_POLL_FIRST_SECONDS, time.monotonic()
+    while True:
+        run = reload(run)
+        if run.build_number is not None:
+            return  # Jenkins' callback came first
+        if run.status == RunStatus.ABORTED:
+            try:
+                stop_on_jenkins(run)  # aborted from the portal while the trigger was on its way
+            except JenkinsError as exc:
+                logger.warning("Run %s: could not stop what Jenkins queued: %s", run.pk, exc.reason)
+            return
+        if run.is_finished:
+            return
+        try:
+            state = jenkins.queue_state(run.queue_id)
+        except JenkinsError as exc:
+            if not exc.retryable:
+                logger.warning("Run %s: stopped following queue item %s: %s", run.pk, run.queue_id, exc.reason)
+                return
+            state = None
+        if state is not None and state.cancelled:
+            finish_aborted(run, reason="The build was cancelled in the Jenkins queue.")
+            return
+        if state is not None and state.build_number is not None:
+            attach_build(run, state.build_number, state.build_url)
+            return
+        waited = time.monotonic() - started  # the clock, not the sleeps: a slow Jenkins counts too
+        if waited >= QUEUE_WAIT_SECONDS:
+            logger.info("Run %s: still in the Jenkins queue after %.0f s; its callback will attach it", run.pk, waited)
+            return
+        sleep(delay)
+        delay = min(delay * 2, QUEUE_POLL_MAX_SECONDS)
+
+
+def attach_build(run: PipelineRun, build_number: int, build_url: str) -> None:
+    """Store the build the queue item became, unless a callback did, and never as a second run of that build."""
+    taken = PipelineRun.objects.filter(project_id=run.project_id, build_number=build_number).exclude(pk=run.pk)
+    if taken.exists():
+        logger.warning("Run %s: build #%s is already recorded as another run", run.pk, build_number)
+        return
+    try:
+        with transaction.atomic():
+            PipelineRun.objects.filter(pk=run.pk, build_number__isnull=True).update(
+                build_number=build_number, build_url=build_url[:500]
+            )
+            PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+                status=RunStatus.RUNNING, started_at=timezone.now()
+            )
+    except IntegrityError:
+        logger.warning("Run %s: build #%s was recorded by a callback meanwhile", run.pk, build_number)
+
+
+def finish_aborted(run: PipelineRun, *, reason: str, user=None) -> bool:
+    with transaction.atomic():
+        updated = PipelineRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
+            status=RunStatus.ABORTED, status_reason=reason[:500], finished_at=timezone.now()
+        )
+        if updated:
+            audit(run, user=user, action="run.aborted", data={"reason": reason})
+    return bool(updated)
+
+
+def abort_build(*, run_id: int) -> PipelineRun:
+    """Cancel the run's queue item or stop its build, then mark it aborted. A finished run is left alone."""
+    run = PipelineRun.objects.select_related("project").get(pk=run_id)
+    if run.is_finished:
+        return run
+    try:
+        call_with_retries(lambda: stop_on_jenkins(run), attempts=ABORT_ATTEMPTS)
+    except JenkinsError as exc:
+        PipelineRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
+            status_reason=f"Could not abort: {exc.reason}"[:500]
+        )
+        return reload(run)
+    finish_aborted(run, reason="Aborted from the portal.")
+    return reload(run)
+
+
+def stop_on_jenkins(run: PipelineRun) -> None:
+    """Whatever Jenkins is doing for this run, stop it: cancel the queue item, or stop the build."""
+    job_path = run.project.jenkins_job_path
+    number = run.build_number
+    if number is None and run.queue_id is not None:
+        jenkins.cancel(run.queue_id)
+        # Jenkins ignores a cancel once the item has left the queue: then it is a build to stop.
+        try:
+            state = jenkins.queue_state(run.queue_id)
+        except JenkinsError as exc:
+            if exc.status != 404:
+                raise
+            return  # forgotten by Jenkins: nothing left to stop
+        if state.build_number is not None:
+            number = state.build_number
+            attach_build(run, state.build_number, state.build_url)
+    if number is not None:
+        jenkins.stop(job_path, number)
+
+
+def reload(run: PipelineRun) -> PipelineRun:
+    return PipelineRun.objects.select_related("project").get(pk=run.pk)

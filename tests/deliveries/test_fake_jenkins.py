@@ -1,0 +1,340 @@
+"""The imitation Jenkins is only worth what it matches: its JSON against real payloads, its HTTP behaviour,
+and the callbacks it plays against a portal (here a recorder standing in for the REST API)."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jenkins as python_jenkins
+import pytest
+import requests
+
+from tests.fakes.jenkins import DEV_STAGES, RELEASE_STAGES, FakeJenkins, PortalTarget, Scenario
+
+USER, TOKEN = "portal", "api-token"
+JOB = "delivery/shop"
+
+
+class Recorder:
+    """A stand-in portal: records every callback and answers `status` (or a status per attempt)."""
+
+    def __init__(self, statuses=(201,)):
+        self.statuses = list(statuses)
+        self.calls: list[dict] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                content_type = self.headers.get("Content-Type", "")
+                call = {"path": self.path, "auth": self.headers.get("Authorization"), "content_type": content_type,
+                        "json": json.loads(body) if content_type.startswith("application/json") else None,
+                        "body": body}
+                recorder.calls.append(call)
+                status = recorder.statuses.pop(0) if len(recorder.statuses) > 1 else recorder.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def paths(self, prefix="/api/v1/projects/shop/"):
+        return [call["path"].removeprefix(prefix) for call in self.calls]
+
+    def stage_updates(self):
+        return [(c["json"]["name"], c["json"]["status"]) for c in self.calls if c["path"].endswith("/stages/")]
+
+
+@pytest.fixture
+def recorder():
+    recorder = Recorder()
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture
+def fake(recorder):
+    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02, callback_backoff=0.01) as fake:
+        fake.add_job(JOB, portal=PortalTarget(recorder.url, "shop", "dp_token"))
+        yield fake
+
+
+@pytest.fixture
+def server(fake):
+    return python_jenkins.Jenkins(fake.url, username=USER, password=TOKEN, timeout=5)
+
+
+def run_build(server, fake, params=None, timeout=10) -> int:
+    queue_id = server.build_job(JOB, params or {"BRANCH": "dev", "PORTAL_RUN_ID": "12"})
+    deadline = time.monotonic() + timeout
+    while not (executable := server.get_queue_item(queue_id).get("executable")):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert fake.wait_for_builds(timeout)
+    return executable["number"]
+
+
+def session(fake, *, crumb=True) -> requests.Session:
+    http = requests.Session()
+    http.auth = (USER, TOKEN)
+    if crumb:
+        answer = http.get(f"{fake.url}crumbIssuer/api/json").json()
+        http.headers[answer["crumbRequestField"]] = answer["crumb"]
+    return http
+
+
+# --- shapes, against the real payloads ------------------------------------------------------------------
+
+
+def keys_of(shared_fixture, name):
+    return set(json.loads(shared_fixture(f"jenkins/{name}").read_text()))
+
+
+def test_queue_items_have_the_keys_of_real_ones(shared_fixture, server, fake):
+    fake.queue_seconds = 5
+    queued = server.build_job(JOB, {"BRANCH": "dev"})
+    waiting = server.get_queue_item(queued)
+    assert set(waiting) == keys_of(shared_fixture, "queue_item_waiting.real-log.json")
+    server.cancel_queue(queued)
+    cancelled = server.get_queue_item(queued)
+    assert (cancelled["_class"], cancelled["cancelled"], cancelled["executable"]) == (
+        "hudson.model.Queue$LeftItem", True, None)
+    fake.queue_seconds = 0.05
+    number = run_build(server, fake)
+    left = server.get_queue_item(fake.build(JOB, number).queue_id)
+    assert set(left) == keys_of(shared_fixture, "queue_item_left_workflowrun.json")
+    assert set(left) == keys_of(shared_fixture, "queue_item_left_executable.python-jenkins-test.json")
+    real = json.loads(shared_fixture("jenkins/queue_item_left_workflowrun.json").read_text())
+    assert set(left["executable"]) == set(real["executable"])
+    assert left["executable"]["_class"] == real["executable"]["_class"]
+    assert set(left["task"]) == set(real["task"])
+
+
+def test_build_info_has_the_keys_of_a_real_one(shared_fixture, server, fake):
+    number = run_build(server, fake)
+    info = server.get_build_info(JOB, number)
+    real = json.loads(shared_fixture("jenkins/build_info_workflowrun_success.json").read_text())
+    assert set(info) == set(real)
+    assert info["_class"] == real["_class"]
+    assert [a.get("_class") for a in info["actions"][:2]] == [a["_class"] for a in real["actions"][:2]]
+    assert set(info["actions"][0]["parameters"][0]) == set(real["actions"][0]["parameters"][0])
+    assert set(info["actions"][1]["causes"][0]) == set(real["actions"][1]["causes"][0])
+    assert isinstance(info["timestamp"], int) and isinstance(info["duration"], int)
+    assert {a["relativePath"] for a in info["artifacts"]} >= {"reports/trivy-app.json", "reports/jmeter.jtl"}
+
+
+def test_job_info_has_the_keys_of_a_real_one(shared_fixture, server, fake):
+    run_build(server, fake)
+    info = server.get_job_info(JOB)
+    real = json.loads(shared_fixture("jenkins/job_info_workflowjob.json").read_text())
+    assert set(info) == set(real)
+    assert info["_class"] == real["_class"]
+    assert set(info["builds"][0]) == set(real["builds"][0])
+    assert (info["name"], info["fullName"], info["nextBuildNumber"], info["color"]) == ("shop", JOB, 2, "blue")
+
+
+# --- HTTP behaviour -------------------------------------------------------------------------------------
+
+
+def test_it_requires_basic_auth_on_every_request(fake):
+    for path in ("", "crumbIssuer/api/json", "me/api/json?depth=0", "job/delivery/job/shop/api/json?depth=0"):
+        answer = requests.get(f"{fake.url}{path}", timeout=5)
+        assert answer.status_code == 401, path
+        assert answer.headers["X-Jenkins"] == "2.462.3"
+    assert requests.get(fake.url, auth=(USER, "wrong"), timeout=5).status_code == 401
+
+
+def test_it_answers_the_version_header_and_a_crumb(fake):
+    http = session(fake, crumb=False)
+    assert http.get(fake.url).headers["X-Jenkins"] == "2.462.3"
+    crumb = http.get(f"{fake.url}crumbIssuer/api/json").json()
+    assert crumb["_class"] == "hudson.security.csrf.DefaultCrumbIssuer"
+    assert crumb["crumbRequestField"] == "Jenkins-Crumb" and crumb["crumb"]
+
+
+def test_posts_need_the_crumb(fake):
+    url = f"{fake.url}job/delivery/job/shop/buildWithParameters?BRANCH=dev"
+    assert session(fake, crumb=False).post(url).status_code == 403
+    assert fake.queue == {}
+
+
+def test_build_with_parameters_answers_201_with_the_queue_location(fake):
+    url = f"{fake.url}job/delivery/job/shop/buildWithParameters?BRANCH=dev"
+    answer = session(fake).post(url, allow_redirects=False)
+    assert answer.status_code == 201
+    assert answer.headers["Location"] == f"{fake.url}queue/item/100/"
+    assert answer.content == b""
+
+
+def test_stop_answers_302_to_the_build_page_and_the_build_ends_aborted(server, fake):
+    fake.scenario = Scenario(hold_at="Checkout")
+    queue_id = server.build_job(JOB, {"BRANCH": "dev"})
+    while not server.get_queue_item(queue_id).get("executable"):
+        time.sleep(0.02)
+    http = session(fake)
+    answer = http.post(f"{fake.url}job/delivery/job/shop/1/stop", allow_redirects=False)
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == f"{fake.url}job/delivery/job/shop/1/"
+    assert http.get(answer.headers["Location"]).status_code == 200
+    assert fake.wait_for_builds(5)
+    assert server.get_build_info(JOB, 1)["result"] == "ABORTED"
+
+
+def test_unknown_jobs_builds_and_queue_items_are_404(fake):
+    http = session(fake)
+    for path in ("job/delivery/job/nope/api/json", "job/delivery/job/shop/9/api/json", "queue/item/5/api/json"):
+        assert http.get(f"{fake.url}{path}").status_code == 404, path
+    assert http.post(f"{fake.url}job/nope/buildWithParameters").status_code == 404
+
+
+def test_queue_numbers_and_build_numbers_go_on(fake, server):
+    fake.add_job("other", next_build_number=41)
+    first = server.build_job("other", {"BRANCH": "dev"})
+    second = server.build_job("other", {"BRANCH": "dev"})
+    assert second == first + 1
+    assert fake.wait_for_builds(10)
+    assert sorted(fake.jobs["other"].builds) == [41, 42]
+
+
+# --- the pipeline, played against the portal --------------------------------------------------------
+
+
+def test_it_plays_the_dev_pipeline_callbacks_in_order(server, fake, recorder):
+    number = run_build(server, fake, {"BRANCH": "dev", "COMMIT": "0123456789abcdef0123456789abcdef01234567",
+                                      "PORTAL_RUN_ID": "12", "PORTAL_URL": "http://portal"})
+    start, *_, end = recorder.calls
+    assert all(call["auth"] == "Bearer dp_token" for call in recorder.calls)
+    assert start["path"] == "/api/v1/projects/shop/runs/"
+    assert start["json"] == {
+        "build_number": number, "branch": "dev", "commit_sha": "0123456789abcdef0123456789abcdef01234567",
+        "commit_title": "Simulated change on dev", "commit_author": "Simulated Developer", "status": "running",
+        "started_at": start["json"]["started_at"], "build_url": f"{fake.url}job/delivery/job/shop/{number}/",
+        "queue_id": fake.build(JOB, number).queue_id, "portal_run_id": 12,
+    }
+    assert end["json"] == {"build_number": number, "status": "success", "finished_at": end["json"]["finished_at"]}
+    expected = []
+    for name in DEV_STAGES:
+        expected += [(name, "running"), (name, "success")]
+    assert recorder.stage_updates() == expected
+    run = f"runs/{number}/"
+    paths = [p for p in recorder.paths() if not p.endswith("stages/")]
+    assert paths == ["runs/"] + [run + "reports/"] * 2 + [run + "artifacts/"] * 2 + [run + "deployments/"] + [
+        run + "reports/"] * 2 + ["runs/"]
+    success = [c["json"] for c in recorder.calls if c["json"] and c["json"].get("status") == "success"
+               and "duration_ms" in c["json"]]
+    assert all(s["order"] >= 1 and s["started_at"] and s["finished_at"] for s in success)
+
+
+def test_it_reports_images_reports_and_the_staging_deployment(server, fake, recorder):
+    number = run_build(server, fake)
+    artifacts = [c["json"] for c in recorder.calls if c["path"].endswith("/artifacts/")]
+    assert [a["repository"].rsplit("/", 1)[-1] for a in artifacts] == ["app", "nginx"]
+    assert all(len(a["digest"]) == 71 and a["digest"].startswith("sha256:") for a in artifacts)
+    (deployment,) = [c["json"] for c in recorder.calls if c["path"].endswith("/deployments/")]
+    assert deployment["environment"] == "staging" and deployment["status"] == "success"
+    assert deployment["images"] == [{k: a[k] for k in ("repository", "tag", "digest")} for a in artifacts]
+    uploads = [c for c in recorder.calls if c["path"].endswith("/reports/")]
+    kinds = [c["body"].split(b'name="kind"\r\n\r\n')[1].split(b"\r\n")[0] for c in uploads]
+    assert kinds == [b"trivy", b"trivy", b"gauntlt", b"jmeter"]
+    assert all(c["content_type"].startswith("multipart/form-data") for c in uploads)
+    jtl = uploads[-1]["body"]
+    assert jtl.count(b"\n") > 300  # a header and 300 samples
+    # Deterministic per build: the same build number gives the same Trivy report.
+    assert b"CVE-" in uploads[0]["body"]
+    assert number == 1
+
+
+def test_it_plays_the_release_stages_and_deploys_production_on_master(server, fake, recorder):
+    run_build(server, fake, {"BRANCH": "master"})
+    assert [name for name, status in recorder.stage_updates() if status == "success"] == RELEASE_STAGES
+    environments = [c["json"]["environment"] for c in recorder.calls if c["path"].endswith("/deployments/")]
+    assert environments == ["staging", "production"]
+
+
+def test_a_build_can_fail_at_a_stage(server, fake, recorder):
+    fake.scenario = Scenario(fail_at="Trivy scan")
+    number = run_build(server, fake)
+    updates = recorder.stage_updates()
+    assert ("Trivy scan", "failed") in updates
+    assert [status for name, status in updates if name in DEV_STAGES[5:]] == ["skipped"] * 5
+    assert not [c for c in recorder.calls if c["path"].endswith(("/reports/", "/artifacts/", "/deployments/"))]
+    assert recorder.calls[-1]["json"]["status"] == "failed"
+    assert server.get_build_info(JOB, number)["result"] == "FAILURE"
+
+
+def test_a_held_build_reports_aborted_when_stopped(server, fake, recorder):
+    fake.scenario = Scenario(hold_at="Build images")
+    queue_id = server.build_job(JOB, {"BRANCH": "dev"})
+    while ("Build images", "running") not in recorder.stage_updates():
+        time.sleep(0.02)
+    assert server.get_build_info(JOB, 1)["building"] is True
+    server.stop_build(JOB, 1)
+    assert fake.wait_for_builds(5)
+    updates = recorder.stage_updates()
+    assert ("Build images", "aborted") in updates
+    assert [status for name, status in updates if name in DEV_STAGES[4:]] == ["skipped"] * 6
+    assert recorder.calls[-1]["json"]["status"] == "aborted"
+    assert server.get_queue_item(queue_id)["executable"]["number"] == 1
+
+
+def test_failed_callbacks_are_retried_then_given_up_without_stopping_the_build(fake, server, recorder):
+    recorder.statuses = [503]
+    number = run_build(server, fake)
+    assert server.get_build_info(JOB, number)["result"] == "SUCCESS"
+    sent = len(fake.callbacks)
+    assert len(recorder.calls) == sent * 3  # three attempts each
+    assert all(status == 503 for _, _, status in fake.callbacks)
+
+
+def test_a_callback_is_retried_until_it_passes(fake, server, recorder):
+    recorder.statuses = [502, 201]
+    run_build(server, fake)
+    assert recorder.calls[0]["path"] == recorder.calls[1]["path"] == "/api/v1/projects/shop/runs/"
+    assert fake.callbacks[0][2] == 201
+
+
+def test_a_portal_that_is_down_does_not_crash_the_build(recorder):
+    recorder.stop()
+    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.01, callback_attempts=2,
+                     callback_backoff=0.01) as fake:
+        fake.add_job(JOB, portal=PortalTarget(recorder.url, "shop", "dp_token"))
+        server = python_jenkins.Jenkins(fake.url, username=USER, password=TOKEN, timeout=5)
+        number = run_build(server, fake)
+        assert server.get_build_info(JOB, number)["result"] == "SUCCESS"
+        assert fake.callbacks and all(status is None for _, _, status in fake.callbacks)
+
+
+# --- the demo's simulated Jenkins (manage.py simulated_jenkins) -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_demo_keeps_one_token_per_project_in_a_private_file(tmp_path):
+    import stat
+
+    from deliveries.management.commands.simulated_jenkins import project_tokens
+    from deliveries.models import ProjectToken
+    from tests.factories import ProjectFactory
+
+    shop, blog = ProjectFactory(slug="shop"), ProjectFactory(slug="blog")
+    path = tmp_path / "simulated_jenkins_tokens.json"
+    tokens = project_tokens([shop, blog], path)
+    assert ProjectToken.find(tokens["shop"]).project == shop
+    assert ProjectToken.find(tokens["blog"]).project == blog
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert project_tokens([shop, blog], path) == tokens  # reused on a restart
+    ProjectToken.objects.filter(project=shop).update(revoked_at="2024-01-01T00:00Z")
+    renewed = project_tokens([shop, blog], path)
+    assert renewed["shop"] != tokens["shop"] and renewed["blog"] == tokens["blog"]
+    assert ProjectToken.objects.filter(name="simulated-jenkins").count() == 3
