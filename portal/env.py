@@ -78,6 +78,12 @@ def read_secret_key(environ: Mapping[str, str], *, debug: bool) -> str:
 
 
 def read_database(environ: Mapping[str, str], *, default_sqlite_path: Path) -> dict:
+    """DATABASE_URL as Django's DATABASES entry; SQLite under var/ when unset.
+
+    On PostgreSQL, parameters are bound on the server so that psycopg prepares the statements a connection runs
+    again and again (every callback runs the same few): PostgreSQL then stops parsing and planning them each
+    time. Behind PgBouncer in transaction mode prepared statements break: set DATABASE_PREPARED_STATEMENTS=false.
+    """
     raw = environ.get("DATABASE_URL", "").strip()
     if not raw:
         return {
@@ -92,7 +98,7 @@ def read_database(environ: Mapping[str, str], *, default_sqlite_path: Path) -> d
             "or postgres://user:password@host:5432/name."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(raw, conn_max_age=60)
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL={redact_url(raw)!r} is invalid: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
@@ -100,6 +106,8 @@ def read_database(environ: Mapping[str, str], *, default_sqlite_path: Path) -> d
         config["CONN_MAX_AGE"] = 0
     elif not config.get("NAME"):
         raise ImproperlyConfigured(f"DATABASE_URL={redact_url(raw)!r} names no database.")
+    elif read_bool(environ, "DATABASE_PREPARED_STATEMENTS", default=True):
+        config.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=2)
     return config
 
 

@@ -90,3 +90,11 @@ def test_the_portal_refuses_to_start_with_a_bad_database_url():
 def test_the_portal_starts_with_good_settings(tmp_path):
     finished = start_portal({"SECRET_KEY": "x" * 50, "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"})
     assert finished.returncode == 0, finished.stderr
+
+
+def test_it_prepares_statements_on_postgres_unless_told_not_to(tmp_path):
+    url = {"DATABASE_URL": "postgres://portal@db/portal"}
+    config = env.read_database(url, default_sqlite_path=tmp_path / "x")
+    assert config["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 2}
+    config = env.read_database({**url, "DATABASE_PREPARED_STATEMENTS": "false"}, default_sqlite_path=tmp_path / "x")
+    assert "server_side_binding" not in config.get("OPTIONS", {})
