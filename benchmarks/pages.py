@@ -84,6 +84,7 @@ def pages() -> dict[str, str]:
         "run_performance": ("run-performance", [project.slug, run.pk]),
         "run_attacks": ("run-attacks", [project.slug, run.pk]),
         "project_attacks": ("project-attacks", [project.slug]),
+        "project_performance": ("project-performance", [project.slug]),
         "dora": ("project-dora", [project.slug]),
     }
     urls = {}

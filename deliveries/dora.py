@@ -15,13 +15,14 @@ Bands follow the 2021 Accelerate State of DevOps report, made contiguous so that
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
 
-from deliveries.models import PipelineRun, Promotion, RunStatus, StageStatus
+from deliveries.models import PipelineRun, Promotion, RunStatus, Stage, StageStatus
 from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Tier
 
 HOUR = timedelta(hours=1)
@@ -153,8 +154,10 @@ def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKe
     start = end - timedelta(days=days)
     production = list(
         Deployment.objects.filter(project=project, environment__tier=Tier.PRODUCTION, started_at__lt=end)
-        .filter(Q(finished_at__gte=start - MONTH) | Q(finished_at__isnull=True))
+        .filter(Q(finished_at__gte=start - WEEK) | Q(finished_at__isnull=True))
         .select_related("source_run")
+        .only("pk", "kind", "status", "started_at", "finished_at", "replaced_id", "source_run__created_at",
+              "source_run__committed_at")
         .order_by("started_at", "id")
     )
     checks = list(
@@ -169,23 +172,29 @@ def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKe
     result = FourKeys(start=start, end=end, deployments=len(changes),
                       deployments_per_day=len(successful) / max(days, 1))
     result.lead_times = lead_times(project, successful)
-    result.failed_changes = sum(1 for d in changes if is_failed_change(d, production, checks))
+    result.failed_changes = failed_changes(changes, production, checks)
     result.restores = restore_times(production, checks, start, end)
     return result
 
 
-def is_failed_change(deployment, production, checks) -> bool:
-    if deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK):
-        return True
-    later = [d for d in production if d.started_at > deployment.started_at]
-    if any(d.kind == DeploymentKind.ROLLBACK and d.replaced_id == deployment.pk for d in later):
-        return True
-    until = later[0].started_at if later else None
-    return any(
-        not ok and checked_at >= deployment.finished_at and (until is None or checked_at < until)
-        and deployment_id in (None, deployment.pk)
-        for checked_at, ok, deployment_id in checks
-    )
+def failed_changes(changes, production, checks) -> int:
+    """How many of `changes` were followed by a failure or a rollback, in one pass over the timeline."""
+    ordered = sorted(production, key=lambda d: (d.started_at, d.pk))
+    next_start = {d.pk: (ordered[i + 1].started_at if i + 1 < len(ordered) else None) for i, d in enumerate(ordered)}
+    rolled_back = {d.replaced_id for d in production if d.kind == DeploymentKind.ROLLBACK}
+    failing = sorted((checked_at, deployment_id or 0) for checked_at, ok, deployment_id in checks if not ok)
+    moments = [checked_at for checked_at, _ in failing]
+    count = 0
+    for deployment in changes:
+        if deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK) or deployment.pk in rolled_back:
+            count += 1
+            continue
+        until = next_start[deployment.pk]
+        first = bisect_left(moments, deployment.finished_at)
+        last = bisect_left(moments, until) if until else len(moments)
+        # a failing check counts when it names this deployment, or no deployment at all
+        count += any(owner in (0, deployment.pk) for _, owner in failing[first:last])
+    return count
 
 
 def restore_times(production, checks, start, end) -> list[timedelta]:
@@ -206,53 +215,57 @@ def restore_times(production, checks, start, end) -> list[timedelta]:
 
 
 def lead_times(project, deployments) -> list[LeadTime]:
-    """Lead time of each successful production deployment, back to the dev run it promoted."""
+    """Lead time of each successful production deployment, back to the dev run it promoted. Three queries: the
+    promotions, the candidate dev runs (plain values), and the build stage of the dev runs chosen."""
     master_runs = [d.source_run for d in deployments if d.source_run]
     if not master_runs:
         return []
     promoted = dict(
         Promotion.objects.filter(master_run__in=master_runs).values_list("master_run_id", "source_run_id")
     )
-    dev_runs = {
-        run.pk: run
-        for run in PipelineRun.objects.filter(project=project, branch=project.dev_branch, status=RunStatus.SUCCESS,
-                                              created_at__lte=max(r.created_at for r in master_runs))
-        .filter(Q(pk__in=promoted.values()) | Q(created_at__gte=min(r.created_at for r in master_runs) - MONTH))
-        .prefetch_related("stages")
-        .order_by("created_at")
-    }
-    ordered_dev_runs = list(dev_runs.values())
-    result = []
-    for deployment in deployments:
-        master = deployment.source_run
-        if master is None:
-            continue
-        dev = dev_runs.get(promoted.get(master.pk)) or latest_before(ordered_dev_runs, master.created_at)
-        result.append(lead_time(deployment, master, dev))
-    return result
+    # The promoted dev runs, plus, for master runs no promotion names, the green dev runs before them.
+    candidates = Q(pk__in=promoted.values())
+    unpromoted = [run for run in master_runs if run.pk not in promoted]
+    if unpromoted:
+        candidates |= Q(created_at__gte=min(r.created_at for r in unpromoted) - MONTH,
+                        created_at__lte=max(r.created_at for r in unpromoted))
+    dev_runs = list(
+        PipelineRun.objects.filter(candidates, project=project, branch=project.dev_branch, status=RunStatus.SUCCESS,
+                                   finished_at__isnull=False)
+        .order_by("finished_at")
+        .values("pk", "created_at", "committed_at", "finished_at")
+    )
+    by_id = {run["pk"]: run for run in dev_runs}
+    finish_times = [run["finished_at"] for run in dev_runs]
+    chosen = {}
+    for master in master_runs:
+        dev = by_id.get(promoted.get(master.pk))
+        if dev is None:  # no promotion recorded: the newest green dev run finished before the master run
+            index = bisect_right(finish_times, master.created_at)
+            dev = dev_runs[index - 1] if index else None
+        chosen[master.pk] = dev
+    pushed = dict(
+        Stage.objects.filter(run_id__in=[dev["pk"] for dev in chosen.values() if dev], name=BUILD_STAGE,
+                             status=StageStatus.SUCCESS, finished_at__isnull=False)
+        .values_list("run_id", "finished_at")
+    )
+    return [lead_time(d, d.source_run, chosen[d.source_run.pk], pushed) for d in deployments if d.source_run]
 
 
-def latest_before(runs: list[PipelineRun], moment: datetime) -> PipelineRun | None:
-    earlier = [run for run in runs if run.finished_at and run.finished_at <= moment]
-    return earlier[-1] if earlier else None
-
-
-def lead_time(deployment, master: PipelineRun, dev: PipelineRun | None) -> LeadTime:
+def lead_time(deployment, master: PipelineRun, dev: dict | None, pushed: dict) -> LeadTime:
     production_pipeline = deployment.finished_at - master.created_at
     if dev is None:
         first = master.committed_at or master.created_at
         return LeadTime(deployment.pk, deployment.finished_at - first, None, None, None, production_pipeline,
                         deployment.finished_at)
-    committed = dev.committed_at or dev.created_at
-    pushed = next((s.finished_at for s in dev.stages.all() if s.name == BUILD_STAGE
-                   and s.status == StageStatus.SUCCESS and s.finished_at), None)
-    pushed = pushed or dev.finished_at
+    committed = dev["committed_at"] or dev["created_at"]
+    images_pushed = pushed.get(dev["pk"]) or dev["finished_at"]
     return LeadTime(
         deployment_id=deployment.pk,
         total=deployment.finished_at - committed,
-        build=pushed - committed,
-        staging_tests=dev.finished_at - pushed,
-        waiting_for_approval=max(master.created_at - dev.finished_at, timedelta(0)),
+        build=images_pushed - committed,
+        staging_tests=dev["finished_at"] - images_pushed,
+        waiting_for_approval=max(master.created_at - dev["finished_at"], timedelta(0)),
         production_pipeline=production_pipeline,
         deployed_at=deployment.finished_at,
     )
