@@ -34,7 +34,14 @@ run: venv var/secret_key var/admin_password var/demo_password
 	echo "  Demo users (developer, techlead, operator): dana.dev, tom.lead, olga.ops / $$(cat var/demo_password)"; \
 	export SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}"; \
 	jenkins=""; worker=""; \
-	trap 'kill $$worker $$jenkins 2>/dev/null; wait $$worker $$jenkins 2>/dev/null' EXIT INT TERM; \
+	stop_background() { \
+		[ -n "$$jenkins" ] && kill "$$jenkins" 2>/dev/null; \
+		[ -n "$$worker" ] || return 0; \
+		kill -TERM -- "-$$worker" 2>/dev/null; \
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$$worker" 2>/dev/null || return 0; sleep 1; done; \
+		kill -KILL -- "-$$worker" 2>/dev/null; return 0; \
+	}; \
+	trap 'stop_background' EXIT INT TERM; \
 	if [ -z "$${JENKINS_URL:-}" ]; then \
 		sim_port="$${JENKINS_SIM_PORT:-8081}"; \
 		export JENKINS_URL="http://127.0.0.1:$$sim_port" JENKINS_USER=demo JENKINS_SIMULATED=true \
@@ -45,7 +52,7 @@ run: venv var/secret_key var/admin_password var/demo_password
 		echo "  Jenkins: $$JENKINS_URL"; \
 	fi; \
 	echo ""; \
-	$(PY) manage.py qcluster & worker=$$!; \
+	setsid $(PY) manage.py qcluster & worker=$$!; \
 	( sleep 3; $(PY) manage.py check_worker --timeout 60 ) & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 

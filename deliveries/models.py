@@ -139,6 +139,7 @@ class PipelineRun(models.Model):
             models.Index(fields=["project", "-created_at"], name="run_project_created"),
             models.Index(fields=["project", "branch", "-created_at"], name="run_project_branch_created"),
             models.Index(fields=["-started_at"], name="run_started"),
+            models.Index(fields=["-created_at"], name="run_created"),
             models.Index(fields=["status"], name="run_status"),
         ]
 

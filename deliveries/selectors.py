@@ -67,8 +67,8 @@ def project_branches(project) -> list[str]:
 
 def current_deployments(project):
     return (
-        Deployment.objects.current_per_environment()
-        .filter(project=project)
+        Deployment.objects.filter(project=project)
+        .current_per_environment()
         .select_related("environment", "source_run", "deployed_by")
         .order_by("environment__order")
     )

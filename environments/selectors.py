@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, OuterRef, Q, Subquery
 
 from deliveries.models import PipelineRun, Project, RunStatus
-from environments.models import AvailabilityCheck, Deployment, Environment
+from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Environment, Tier
 
 
 @dataclass
@@ -15,6 +15,19 @@ class BoardRow:
     project: Project
     cells: list  # one Deployment or None per environment, in board order
     drift: list[tuple[str, str, int]]  # (ahead environment, behind environment, runs ahead)
+
+
+def production_run(project_id: int):
+    """The run whose images production runs now: the source of the project's newest successful production
+    deployment (by the project's index, not a scan of every deployment)."""
+    deployment = (
+        Deployment.objects.filter(project_id=project_id, environment__tier=Tier.PRODUCTION,
+                                  status=DeploymentStatus.SUCCESS, source_run__isnull=False)
+        .select_related("source_run")
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    return deployment.source_run if deployment else None
 
 
 def environments_with_health():
@@ -63,7 +76,11 @@ def add_drift(rows: list[BoardRow], environments: list[Environment]) -> None:
                 pairs.append((row, ahead_env, behind_env, condition))
     if not pairs:
         return
-    counts = PipelineRun.objects.filter(status=RunStatus.SUCCESS).aggregate(
+    either = Q()
+    for *_, condition in pairs:
+        either |= condition
+    # the WHERE lets the (project, branch, created_at) index find the runs; each FILTER counts one pair
+    counts = PipelineRun.objects.filter(either, status=RunStatus.SUCCESS).aggregate(
         **{f"pair{index}": Count("id", filter=condition) for index, (*_, condition) in enumerate(pairs)}
     )
     for index, (row, ahead_env, behind_env, _) in enumerate(pairs):

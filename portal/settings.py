@@ -7,6 +7,7 @@ from portal import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and uploaded reports live here
 E = os.environ
 
 DEBUG = env.read_bool(E, "DEBUG", default=False)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
 
 from deliveries.models import PipelineRun, Project
-from environments.models import Deployment, Tier
 from scanners.models import (
     AttackScenario,
     Finding,
@@ -259,19 +258,6 @@ def load_stats(reports: list[Report]) -> list[LoadTestStat]:
             "report_id", "is_total", "label"
         )
     )
-
-
-def production_run(project: Project) -> PipelineRun | None:
-    """The run whose images production runs now (its newest successful deployment)."""
-    deployment = (
-        Deployment.objects.current_per_environment()
-        .filter(project=project, environment__tier=Tier.PRODUCTION)
-        .exclude(source_run=None)
-        .select_related("source_run")
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    return deployment.source_run if deployment else None
 
 
 def production_load_stats(run: PipelineRun | None) -> dict[tuple[str, bool], LoadTestStat]:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from deliveries.models import PipelineRun
-from environments.models import Deployment, Tier
+from environments import selectors as environment_selectors
 from portal.bulk import insert_rows
 from scanners.models import (
     AttackScenario,
@@ -289,18 +289,9 @@ def previous_run_with_findings(run: PipelineRun) -> PipelineRun | None:
 
 
 def production_run_of(run: PipelineRun) -> PipelineRun | None:
-    """The run whose images production runs now, for this project."""
-    deployment = (
-        Deployment.objects.current_per_environment()
-        .filter(project_id=run.project_id, environment__tier=Tier.PRODUCTION)
-        .exclude(source_run=None)
-        .select_related("source_run")
-        .order_by("-finished_at")
-        .first()
-    )
-    if deployment is None or deployment.source_run_id == run.pk:
-        return None
-    return deployment.source_run
+    """The run production runs now, unless it is this very run."""
+    production = environment_selectors.production_run(run.project_id)
+    return None if production is None or production.pk == run.pk else production
 
 
 def fingerprints_of(run: PipelineRun, *, artifact_name: str = "", exclude_report: Report | None = None) -> set[str]:

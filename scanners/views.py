@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from deliveries.models import Project
+from environments import selectors as environment_selectors
 from portal import charts
 from portal.roles import role_required
 from scanners import selectors
@@ -164,7 +165,7 @@ def project_performance(request, slug):
 
 def performance_context(run) -> dict:
     reports = selectors.parsed_reports(run, ReportKind.JMETER)
-    production_run = selectors.production_run(run.project)
+    production_run = environment_selectors.production_run(run.project_id)
     baseline = selectors.production_load_stats(production_run)
     rows = selectors.compare_stats(selectors.load_stats(reports), baseline)
     chart_report = reports[-1] if reports else None
