@@ -225,10 +225,6 @@ def findings(
     return selected.order_by(*FINDING_SORTS.get(sort, FINDING_SORTS["severity"]), "id")
 
 
-def report_findings(report: Report, *, severity: str = "", query: str = "", sort: str = "severity", **filters):
-    return findings(report=report, severity=severity, query=query, sort=sort, **filters)
-
-
 def fixed_findings(run: PipelineRun, summary: SecuritySummary):
     """Findings of the compared run that this run no longer has, image by image (as `summary["fixed"]` counts)."""
     if summary.compared_with_run_id is None:

@@ -33,17 +33,7 @@ def report_detail(request, report_id):
         raise Http404("No such report") from None
     context = {"report": report, "run": report.run}
     if report.kind == ReportKind.TRIVY:
-        severity = request.GET.get("severity", "")
-        query = request.GET.get("q", "").strip()[:200]
-        sort = request.GET.get("sort", "severity")
-        findings = selectors.report_findings(report, severity=severity, query=query, sort=sort)
-        context.update(
-            page=Paginator(findings, FINDINGS_PER_PAGE).get_page(request.GET.get("page")),
-            severities=Severity.choices,
-            severity=severity,
-            query=query,
-            sort=sort,
-        )
+        context.update(findings_context(request, selectors.findings(report=report, **finding_filters(request))))
     elif report.kind == ReportKind.GAUNTLT:
         context["scenarios"] = selectors.report_scenarios(report)
     elif report.kind == ReportKind.JMETER:
@@ -72,11 +62,9 @@ def project_security(request, slug):
 def security_context(request, run) -> dict:
     summary = selectors.security_summary(run)
     filters = finding_filters(request)
-    context = {"summary": summary, "filters": filters, "severities": Severity.choices,
-               "classes": FindingClass.choices, "new_filters": selectors.NEW_FILTERS}
+    context = {"summary": summary}
     if summary.reports:
-        findings = selectors.findings(run=run, **filters)
-        context["page"] = with_short_names(Paginator(findings, FINDINGS_PER_PAGE).get_page(request.GET.get("page")))
+        context.update(findings_context(request, selectors.findings(run=run, **filters)))
         if summary.compared_with_run_id:
             fixed = selectors.fixed_findings(run, summary)
             context["fixed_page"] = with_short_names(
@@ -93,6 +81,17 @@ def security_context(request, run) -> dict:
         height=260,
     )
     return context
+
+
+def findings_context(request, findings) -> dict:
+    """What scanners/_findings.html needs: a page of findings and the filters that chose them."""
+    return {
+        "page": with_short_names(Paginator(findings, FINDINGS_PER_PAGE).get_page(request.GET.get("page"))),
+        "filters": finding_filters(request),
+        "severities": Severity.choices,
+        "classes": FindingClass.choices,
+        "new_filters": selectors.NEW_FILTERS,
+    }
 
 
 def with_short_names(page):
