@@ -92,3 +92,26 @@ def test_secrets_are_masked_before_they_are_stored(shared_fixture):
         value = match.split("=", 1)[-1].strip().strip("*")
         if value:
             assert value not in stored
+
+
+def test_the_dashboards_show_every_real_fixture(shared_fixture, client, users):
+    """All the real files ingested into one run: its security, performance and attack pages show them."""
+    from django.urls import reverse
+
+    run = RunFactory()
+    for folder, names in (("trivy", TRIVY), ("gauntlt", GAUNTLT), ("jmeter", JMETER)):
+        for name in names:
+            with open(shared_fixture(f"{folder}/{name}"), "rb") as handle:
+                report, _ = services.receive_report(run=run, file=handle, original_name=name, queue=False)
+            assert services.ingest_report(report_id=report.pk).status == ReportStatus.PARSED, name
+    client.force_login(users.developer)
+    args = [run.project.slug, run.pk]
+    security = client.get(reverse("run-security", args=args))
+    assert security.status_code == 200
+    assert security.context["summary"].findings == sum(findings for findings, _, _ in TRIVY.values())
+    body = security.content.decode()
+    assert "CVE-2019-14806" in body and "DS-0002" in body and "aws-access-key-id" in body
+    performance = client.get(reverse("run-performance", args=args)).content.decode()
+    assert "JR-OK" in performance and "<svg" in performance
+    attacks = client.get(reverse("run-attacks", args=args)).content.decode()
+    assert "Given a failing step" in attacks
