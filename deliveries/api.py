@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, AuthenticationFailed, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deliveries import services
-from deliveries.api_auth import ProjectTokenAuthentication, TokenUser
-from deliveries.models import ProjectToken
+from deliveries.api_auth import ProjectTokenAuthentication
 from deliveries.serializers import (
     ArtifactInSerializer,
     ArtifactWithRunOutSerializer,
@@ -52,21 +50,7 @@ class PayloadTooLarge(APIException):
     default_code = "too_large"
 
 
-class CallbackTokenAuthentication(ProjectTokenAuthentication):
-    """Bearer project tokens, found in one statement (`services.find_token`): every callback starts here."""
-
-    def authenticate_token(self, token: str):
-        row = services.find_token(token)
-        if row is None:
-            raise AuthenticationFailed("Invalid or revoked project token.")
-        # Touch last_used_at at most once a minute, as ProjectTokenAuthentication does.
-        now = timezone.now()
-        if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-            ProjectToken.objects.filter(pk=row.pk).update(last_used_at=now)
-        return TokenUser(row), row
-
-
-class NotificationTokenAuthentication(CallbackTokenAuthentication):
+class NotificationTokenAuthentication(ProjectTokenAuthentication):
     """The Notification plugin cannot send headers: the token may come in the URL (`?token=`), in an
     `X-Portal-Token` header, or as a Bearer token. Prefer the header where the sender allows it: URLs end up
     in access logs."""
@@ -138,7 +122,7 @@ SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The pro
 
 
 class CallbackView(APIView):
-    authentication_classes = [CallbackTokenAuthentication]
+    authentication_classes = [ProjectTokenAuthentication]
     parser_classes = [JSONParser]
 
     def perform_content_negotiation(self, request, force=False):

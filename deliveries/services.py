@@ -18,7 +18,6 @@ the unique constraint inside a savepoint, and it carries on as an update.
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,18 +148,20 @@ def find_token(token: str) -> ProjectToken | None:
     """The live token row matching a clear token, with its project (id, name, slug; the rest deferred), in one
     statement: `ProjectToken.find` without the ORM's query compilation. The prefix finds the row; the hash is
     compared in constant time."""
-    parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != "dp" or len(parts[1]) != ProjectToken.PREFIX_LENGTH:
+    prefix = ProjectToken.prefix_of(token)
+    if prefix is None:
         return None
     with connection.cursor() as cursor:
-        cursor.execute(hot_sql(connection.vendor)["token"], [parts[1]])
+        cursor.execute(hot_sql(connection.vendor)["token"], [prefix])
         row = cursor.fetchone()
-    if row is None or not hmac.compare_digest(row[4], ProjectToken.hash_token(token)):
+    if row is None:
         return None
     count = len(TOKEN_HOT_FIELDS)
     values = [*row[:count]]
     values[5] = datetime_from_db(values[5])
     found = ProjectToken.from_db(connection.alias, attnames(ProjectToken, TOKEN_HOT_FIELDS), values)
+    if not found.matches(token):
+        return None
     found.project = Project.from_db(connection.alias, attnames(Project, PROJECT_HOT_FIELDS), row[count:])
     return found
 
