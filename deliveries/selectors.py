@@ -65,15 +65,6 @@ def project_branches(project) -> list[str]:
     return list(branches.distinct().order_by("branch"))
 
 
-def current_deployments(project):
-    return (
-        Deployment.objects.filter(project=project)
-        .current_per_environment()
-        .select_related("environment", "source_run", "deployed_by")
-        .order_by("environment__order")
-    )
-
-
 def runs_with_details():
     """Runs with what their page shows (stages, images, reports, deployments), in a fixed number of queries."""
     deployments = Deployment.objects.select_related("environment", "deployed_by").order_by("started_at", "id")

@@ -46,7 +46,7 @@ def project_context(request, project, *, form=None) -> dict:
         "query": urlencode({key: value or "" for key, value in filters.items()}),
         "history": history,
         "duration_chart": duration_chart(history["durations"]),
-        "deployments": selectors.current_deployments(project),
+        "deployments": environment_selectors.current_deployments(project).order_by("environment__order"),
         "run_form": form or RunPipelineForm(project=project, branches=branches),
     }
 

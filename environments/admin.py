@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.html import format_html
 
+from environments import selectors
 from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
 
 
@@ -29,15 +30,8 @@ class EnvironmentAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         now = timezone.now()
         current = Deployment.objects.current_per_environment().select_related("project", "source_run")
-        latest_check = AvailabilityCheck.objects.filter(environment=OuterRef("pk")).order_by("-checked_at")
         return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                health_ok=Subquery(latest_check.values("ok")[:1]),
-                health_code=Subquery(latest_check.values("status_code")[:1]),
-                health_checked_at=Subquery(latest_check.values("checked_at")[:1]),
-            )
+            selectors.environments_with_health()
             .prefetch_related(
                 Prefetch("deployments", queryset=current, to_attr="current_deployments"),
                 Prefetch(

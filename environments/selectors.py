@@ -39,11 +39,13 @@ def environments_with_health():
     ).order_by("order", "name")
 
 
-def current_deployments():
-    """What runs in each (project, environment) now, with the health of its latest check."""
+def current_deployments(project=None):
+    """What runs in each (project, environment) now, with the health of its latest check; one project's when
+    given (the filter goes inside the per-environment grouping, so only its deployments are scanned)."""
     latest = AvailabilityCheck.objects.filter(deployment=OuterRef("pk")).order_by("-checked_at")
+    deployments = Deployment.objects.filter(project=project) if project is not None else Deployment.objects
     return (
-        Deployment.objects.current_per_environment()
+        deployments.current_per_environment()
         .select_related("source_run", "deployed_by", "environment")
         .annotate(health_ok=Subquery(latest.values("ok")[:1]))
     )

@@ -45,7 +45,7 @@ from scanners.models import (
     Severity,
 )
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION
-from scanners.parsers.trivy import mask_secret
+from scanners.parsers.trivy import fingerprint, mask_secret
 from scanners.services import FINDING_COLUMNS, count_choices
 
 TRIVY_STAGE = "Trivy scan"
@@ -151,11 +151,6 @@ LICENSES = [
 ]
 
 
-def _fingerprint(*parts: str) -> str:
-    """As scanners.parsers.trivy builds them: identifiers only, never the image tag."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class PoolFinding:
     fingerprint: str
@@ -184,17 +179,17 @@ def _pool_finding(rng: random.Random, image: str) -> PoolFinding:
         rule, severity, title, prefix, path = rng.choice(SECRETS)
         match = prefix + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(20))
         match_hash = hashlib.sha256(match.encode()).hexdigest()
-        return PoolFinding(_fingerprint("secret", rule, path, match_hash), FindingClass.SECRET, rule, "", "", "",
+        return PoolFinding(fingerprint("secret", rule, path, match_hash), FindingClass.SECRET, rule, "", "", "",
                            severity, title, mask_secret(match), "", path)
     if roll < 0.07:
         rule, severity, title, message = rng.choice(MISCONFIGURATIONS)
-        return PoolFinding(_fingerprint("misconfiguration", rule, "Dockerfile", ""), FindingClass.MISCONFIGURATION,
+        return PoolFinding(fingerprint("misconfiguration", rule, "Dockerfile", ""), FindingClass.MISCONFIGURATION,
                            rule, "", "", "", severity, title, message,
                            f"https://avd.aquasec.com/misconfig/{rule.lower()}", "Dockerfile")
     if roll < 0.12:
         name, severity, category, package = rng.choice(LICENSES)
         target = "OS Packages"
-        return PoolFinding(_fingerprint("license", name, package, target), FindingClass.LICENSE, name, package, "",
+        return PoolFinding(fingerprint("license", name, package, target), FindingClass.LICENSE, name, package, "",
                            "", severity, f"{name} license in {package}", f"{category} (confidence 1)",
                            f"https://spdx.org/licenses/{name}.html", target)
     python = image == "app" and rng.random() < 0.45
@@ -203,7 +198,7 @@ def _pool_finding(rng: random.Random, image: str) -> PoolFinding:
     cve = f"CVE-{rng.randint(2019, 2025)}-{rng.randint(1000, 52999)}"
     pkg_path = f"usr/local/lib/python3.12/site-packages/{package}-{installed}.dist-info/METADATA" if python else ""
     return PoolFinding(
-        _fingerprint("vulnerability", cve, package, pkg_path, installed), FindingClass.VULNERABILITY, cve, package,
+        fingerprint("vulnerability", cve, package, pkg_path, installed), FindingClass.VULNERABILITY, cve, package,
         installed, fixed, rng.choice(VULNERABILITY_SEVERITIES), f"{package}: {rng.choice(FLAWS)}", "",
         f"https://avd.aquasec.com/nvd/{cve.lower()}", "Python" if python else "",
     )
@@ -235,8 +230,8 @@ class _Pool:
                 for item, dies in self.born.get(born, ()):
                     alive[item.fingerprint] = (item, dies)
             swept = build
-            for fingerprint in [fp for fp, (_, dies) in alive.items() if dies <= build]:
-                del alive[fingerprint]
+            for ended in [fp for fp, (_, dies) in alive.items() if dies <= build]:
+                del alive[ended]
             result[build] = tuple(item for item, _ in alive.values())
         return result
 

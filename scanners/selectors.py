@@ -67,11 +67,6 @@ def latest_run_with_reports(project: Project, *, branch: str, kind: str) -> Pipe
     )
 
 
-def project_branches(project: Project) -> list[str]:
-    branches = PipelineRun.objects.filter(project=project).values_list("branch", flat=True)
-    return list(branches.distinct().order_by("branch"))
-
-
 def runs_by_id(ids) -> dict[int, PipelineRun]:
     ids = {pk for pk in ids if pk}
     if not ids:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from deliveries import selectors as delivery_selectors
 from deliveries.models import Project
 from environments import selectors as environment_selectors
 from portal import charts
@@ -47,9 +48,8 @@ def report_detail(request, report_id):
 @require_GET
 @role_required()
 def run_security(request, slug, run_id):
-    run = get_object_or_404(selectors.runs_with_project(), project__slug=slug, pk=run_id)
-    context = {"project": run.project, "run": run, "tab": "security", **security_context(request, run)}
-    return render(request, "scanners/security.html", context)
+    return render_run_view(request, slug, run_id, tab="security", template="scanners/security.html",
+                           run_context=lambda run: security_context(request, run))
 
 
 @require_GET
@@ -122,6 +122,12 @@ def value_in(value: str, allowed) -> str:
     return value if value in allowed else ""
 
 
+def render_run_view(request, slug, run_id, *, tab, template, run_context):
+    """A run's dashboard; the run is looked up within its project, so another project's run id is a 404."""
+    run = get_object_or_404(selectors.runs_with_project(), project__slug=slug, pk=run_id)
+    return render(request, template, {"project": run.project, "run": run, "tab": tab, **run_context(run)})
+
+
 def render_project_view(request, slug, *, kind, tab, template, run_context):
     """A project's dashboard: the view of its latest run on the branch that has a parsed report of `kind`."""
     project = get_object_or_404(Project, slug=slug)
@@ -133,7 +139,7 @@ def render_project_view(request, slug, *, kind, tab, template, run_context):
         "tab": tab,
         "project_view": True,
         "branch": branch,
-        "branches": selectors.project_branches(project),
+        "branches": delivery_selectors.project_branches(project),
     }
     if run is not None:
         context.update(run_context(run))
@@ -150,9 +156,8 @@ def project_branch(request, project) -> str:
 @require_GET
 @role_required()
 def run_performance(request, slug, run_id):
-    run = get_object_or_404(selectors.runs_with_project(), project__slug=slug, pk=run_id)
-    context = {"project": run.project, "run": run, "tab": "performance", **performance_context(run)}
-    return render(request, "scanners/performance.html", context)
+    return render_run_view(request, slug, run_id, tab="performance", template="scanners/performance.html",
+                           run_context=performance_context)
 
 
 @require_GET
@@ -208,9 +213,8 @@ def performance_context(run) -> dict:
 @require_GET
 @role_required()
 def run_attacks(request, slug, run_id):
-    run = get_object_or_404(selectors.runs_with_project(), project__slug=slug, pk=run_id)
-    context = {"project": run.project, "run": run, "tab": "attacks", **attacks_context(run)}
-    return render(request, "scanners/attacks.html", context)
+    return render_run_view(request, slug, run_id, tab="attacks", template="scanners/attacks.html",
+                           run_context=attacks_context)
 
 
 @require_GET

@@ -399,8 +399,8 @@ def _vulnerability_severity(item: dict) -> str:
     return "UNKNOWN"
 
 
-def _fingerprint(*parts: str) -> str:
-    # \x1f (unit separator) cannot be confused with text inside the parts.
+def fingerprint(*parts: str) -> str:
+    """A finding's identity from its identifiers. \x1f (unit separator) cannot be confused with text inside."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -457,7 +457,7 @@ def _vulnerability(item: dict, ctx: _ResultContext) -> TrivyFinding:
         url=_first_url(item),
         target=ctx.target,
         pkg_path=pkg_path,
-        fingerprint=_fingerprint(VULNERABILITY, identifier, package, pkg_path or ctx.file_target, installed),
+        fingerprint=fingerprint(VULNERABILITY, identifier, package, pkg_path or ctx.file_target, installed),
     )
 
 
@@ -485,7 +485,7 @@ def _misconfiguration(item: dict, ctx: _ResultContext) -> TrivyFinding | None:
         url=_first_url(item),
         target=ctx.target,
         pkg_path="",
-        fingerprint=_fingerprint(MISCONFIGURATION, identifier, ctx.target, resource),
+        fingerprint=fingerprint(MISCONFIGURATION, identifier, ctx.target, resource),
     )
 
 
@@ -509,7 +509,7 @@ def _secret(item: dict, ctx: _ResultContext) -> TrivyFinding:
         url="",
         target=ctx.target,
         pkg_path="",
-        fingerprint=_fingerprint(SECRET, identifier, ctx.target, match_hash),
+        fingerprint=fingerprint(SECRET, identifier, ctx.target, match_hash),
     )
 
 
@@ -534,7 +534,7 @@ def _license(item: dict, ctx: _ResultContext) -> TrivyFinding:
         url=_http_url(item.get("Link")),
         target=ctx.target,
         pkg_path=file_path,
-        fingerprint=_fingerprint(LICENSE, name, package, file_path or ctx.target),
+        fingerprint=fingerprint(LICENSE, name, package, file_path or ctx.target),
     )
 
 
@@ -817,5 +817,5 @@ def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:
         url=url,
         target=target,
         pkg_path=pkg_path,
-        fingerprint=_fingerprint(*parts),
+        fingerprint=fingerprint(*parts),
     )
