@@ -119,7 +119,11 @@ with CaptureQueriesContext(connection) as update:
     response = client.post(url, data={"name": "probe", "status": "success"}, **headers)
 assert response.status_code == 200, response.content
 health_checks = bool(connection.settings_dict.get("CONN_HEALTH_CHECKS"))
-print(json.dumps({"sql": [query["sql"] for query in update.captured_queries], "health_checks": health_checks}))
+from deliveries.services import stage_sql
+import psycopg._queries
+print(json.dumps({"sql": [query["sql"] for query in update.captured_queries], "health_checks": health_checks,
+                  "statement_bytes": len(stage_sql(connection.vendor).encode()),
+                  "psycopg_cache_limit": getattr(psycopg._queries, "MAX_CACHED_STATEMENT_LENGTH", None)}))
 """
 
 
@@ -403,6 +407,9 @@ def main() -> int:
         health = " (+ Django's `SELECT 1` health check on the reused connection)" if queries["health_checks"] else ""
         print(f"  {len(queries['sql'])} SQL statements per stage update{health}: "
               + " | ".join(query.split(" FROM")[0][:48] for query in queries["sql"]))
+        limit = queries["psycopg_cache_limit"]
+        print(f"  the stage statement is {queries['statement_bytes']:,} bytes; psycopg caches its parsing up to "
+              f"{limit:,}" + ("" if limit and queries["statement_bytes"] <= limit else " (NOT CACHED: slower)"))
     if "Traceback" in server_log or "[ERROR]" in server_log:
         print("gunicorn log:\n" + server_log[-4000:], file=sys.stderr)
 

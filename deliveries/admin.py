@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 
+from deliveries import services
 from deliveries.models import (
     Artifact,
     AuditEvent,
@@ -58,7 +58,7 @@ class ProjectTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = services.revoke_tokens(queryset)
         self.message_user(request, f"Revoked {count} token(s).")
 
 

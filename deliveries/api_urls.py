@@ -10,9 +10,9 @@ run = project + "runs/<int:build_number>/"
 urlpatterns = [
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path("docs/", login_not_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path(run + "stages/", api.api_view(api.StagesView), name="api-stages"),  # the most called: first
     path(project + "runs/", api.api_view(api.RunsView), name="api-runs"),
     path(run, api.api_view(api.RunView), name="api-run"),
-    path(run + "stages/", api.api_view(api.StagesView), name="api-stages"),
     path(run + "artifacts/", api.api_view(api.ArtifactsView), name="api-artifacts"),
     path(run + "reports/", api.api_view(api.ReportsView), name="api-reports"),
     path(run + "deployments/", api.api_view(api.DeploymentsView), name="api-deployments"),

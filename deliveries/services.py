@@ -12,17 +12,21 @@ Every callback is an upsert that tolerates retries, duplicates and any order:
 Each write runs in one transaction holding the run's row lock (`select_for_update`), so concurrent callbacks
 for the same run are serialised on PostgreSQL (SQLite serialises writers anyway: IMMEDIATE transactions). The
 first callbacks for a new build number or stage name may still race to insert: the loser's insert fails on
-the unique constraint inside a savepoint, and it carries on as an update.
+the unique constraint inside a savepoint, and it carries on as an update. The exception is the hot path, an
+update of a known stage: one statement that locks that stage's row only (see "Stages").
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from deliveries.models import (
@@ -44,7 +48,6 @@ MAX_BUILD_NUMBER = 2_147_483_647
 LOG_EXCERPT_CHARS = 10_000
 RUN_TEXT_FIELDS = ("branch", "commit_sha", "commit_title", "commit_author", "build_url")
 RUN_RANK = {RunStatus.QUEUED: 0, RunStatus.RUNNING: 1, **{status: 2 for status in FINISHED_RUN_STATUSES}}
-STAGE_RANK = {StageStatus.PENDING: 0, StageStatus.RUNNING: 1}  # every other status is finished: 2
 
 
 class CallbackError(ValueError):
@@ -81,54 +84,38 @@ def audit(*, project: Project, actor_label: str, action: str, target, data: dict
 
 
 # --- The hot path ------------------------------------------------------------------------------------
-# A farm of Jenkins agents reports every stage start and finish: the stage update runs a handful of short
+# A farm of Jenkins agents reports every stage start and finish. The token look-up and the audit insert are
 # statements written once from the models' metadata, without the ORM's query compilation (which costs several
-# times the database round trips here). Rows read this way become model instances through `Model.from_db`,
-# so that unread fields are deferred and a `save()` can only write what was read.
+# times the database round trip here); the stage upsert is one statement (see "Stages" below).
 
 TOKEN_HOT_FIELDS = ("id", "project", "name", "prefix", "token_hash", "last_used_at")
 PROJECT_HOT_FIELDS = ("id", "name", "slug")
-RUN_HOT_FIELDS = ("id", "project", "build_number", "status")
-STAGE_HOT_FIELDS = ("id", "run", "name", "order", "status", "started_at", "finished_at", "log_excerpt")
 AUDIT_FIELDS = ("created_at", "actor", "actor_label", "project", "action", "target_type", "target_id", "data")
+
+
+def column(model, name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+def table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
 @functools.lru_cache(maxsize=4)
 def hot_sql(vendor: str) -> dict[str, str]:
-    quote = connection.ops.quote_name
-
-    def table(model):
-        return quote(model._meta.db_table)
-
-    def columns(model, names):
-        return ", ".join(quote(model._meta.get_field(name).column) for name in names)
-
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     # Identifiers come from the models' metadata, quoted; every value is a parameter.
-    run_filter = f"{quote('project_id')} = %s AND {quote('build_number')} = %s{lock}"
-    stage_filter = f"{quote('run_id')} = %s AND {quote('name')} = %s"
+    quote = connection.ops.quote_name
     placeholders = ", ".join(["%s"] * len(AUDIT_FIELDS))
     token_columns = ", ".join(
-        [f"t.{quote(ProjectToken._meta.get_field(name).column)}" for name in TOKEN_HOT_FIELDS]
-        + [f"p.{quote(Project._meta.get_field(name).column)}" for name in PROJECT_HOT_FIELDS]
+        [f"t.{column(ProjectToken, name)}" for name in TOKEN_HOT_FIELDS]
+        + [f"p.{column(Project, name)}" for name in PROJECT_HOT_FIELDS]
     )
     token_join = f"{table(ProjectToken)} t INNER JOIN {table(Project)} p ON p.{quote('id')} = t.{quote('project_id')}"
     token_filter = f"t.{quote('prefix')} = %s AND t.{quote('revoked_at')} IS NULL"
-    # The run and its stage, both locked, in one statement: PostgreSQL locks the run row first (FROM order, as
-    # every other writer does), and hands back the newest version of a stage row another callback just updated.
-    run_stage_columns = ", ".join(
-        [f"r.{quote(PipelineRun._meta.get_field(name).column)}" for name in RUN_HOT_FIELDS]
-        + [f"s.{quote(Stage._meta.get_field(name).column)}" for name in STAGE_HOT_FIELDS]
-    )
-    run_stage_join = f"{table(PipelineRun)} r INNER JOIN {table(Stage)} s ON s.{quote('run_id')} = r.{quote('id')}"
-    run_stage_filter = (f"r.{quote('project_id')} = %s AND r.{quote('build_number')} = %s "
-                        f"AND s.{quote('name')} = %s{lock}")
+    audit_columns = ", ".join(column(AuditEvent, name) for name in AUDIT_FIELDS)
     return {
-        "run_stage": f"SELECT {run_stage_columns} FROM {run_stage_join} WHERE {run_stage_filter}",  # noqa: S608
         "token": f"SELECT {token_columns} FROM {token_join} WHERE {token_filter}",  # noqa: S608
-        "run": f"SELECT {columns(PipelineRun, RUN_HOT_FIELDS)} FROM {table(PipelineRun)} WHERE {run_filter}",  # noqa: S608
-        "stage": f"SELECT {columns(Stage, STAGE_HOT_FIELDS)} FROM {table(Stage)} WHERE {stage_filter}",  # noqa: S608
-        "audit": f"INSERT INTO {table(AuditEvent)} ({columns(AuditEvent, AUDIT_FIELDS)}) VALUES ({placeholders})",  # noqa: S608
+        "audit": f"INSERT INTO {table(AuditEvent)} ({audit_columns}) VALUES ({placeholders})",  # noqa: S608
     }
 
 
@@ -166,51 +153,42 @@ def find_token(token: str) -> ProjectToken | None:
     return found
 
 
-def run_from_row(row) -> PipelineRun:
-    return PipelineRun.from_db(connection.alias, attnames(PipelineRun, RUN_HOT_FIELDS), row)
+# Verified tokens, per process, for API_TOKEN_CACHE_SECONDS: a farm of agents calling back does not look up
+# and hash the same token on every request. Keyed by the token's hash; only tokens that matched get in.
+# Revoking through `revoke_tokens`, or saving or deleting a token, empties this process's cache at once;
+# another process keeps accepting a revoked token until its entry expires.
+VERIFIED_TOKENS: dict[str, tuple[float, ProjectToken]] = {}
+VERIFIED_TOKENS_MAX = 1024
 
 
-def stage_from_row(row) -> Stage:
-    row = list(row)
-    row[5], row[6] = datetime_from_db(row[5]), datetime_from_db(row[6])
-    return Stage.from_db(connection.alias, attnames(Stage, STAGE_HOT_FIELDS), row)
+def verified_token(token: str) -> ProjectToken | None:
+    """`find_token`, remembered for a few seconds."""
+    seconds = settings.API_TOKEN_CACHE_SECONDS
+    if seconds <= 0:
+        return find_token(token)
+    key, now = ProjectToken.hash_token(token), time.monotonic()
+    remembered = VERIFIED_TOKENS.get(key)
+    if remembered is not None and remembered[0] > now:
+        return remembered[1]
+    found = find_token(token)
+    if found is None:
+        VERIFIED_TOKENS.pop(key, None)
+        return None
+    if len(VERIFIED_TOKENS) >= VERIFIED_TOKENS_MAX:
+        VERIFIED_TOKENS.clear()  # only live tokens get in: this means many projects, not an attack
+    VERIFIED_TOKENS[key] = (now + seconds, found)
+    return found
 
 
-def fetch_run_and_stage(cursor, *, project: Project, build_number: int, name: str):
-    """(run, stage), both locked, when both exist; (None, None) otherwise."""
-    cursor.execute(hot_sql(connection.vendor)["run_stage"], [project.pk, build_number, name])
-    row = cursor.fetchone()
-    if row is None:
-        return None, None
-    count = len(RUN_HOT_FIELDS)
-    return run_from_row(row[:count]), stage_from_row(row[count:])
+def forget_verified_tokens(**_signal) -> None:
+    VERIFIED_TOKENS.clear()
 
 
-def fetch_locked_run(cursor, *, project: Project, build_number: int) -> PipelineRun | None:
-    """The run of a build number (id, project, build number, status; the rest deferred), locked."""
-    cursor.execute(hot_sql(connection.vendor)["run"], [project.pk, build_number])
-    row = cursor.fetchone()
-    return None if row is None else run_from_row(row)
-
-
-def fetch_stage(cursor, *, run_id: int, name: str) -> Stage | None:
-    cursor.execute(hot_sql(connection.vendor)["stage"], [run_id, name])
-    row = cursor.fetchone()
-    return None if row is None else stage_from_row(row)
-
-
-def update_row(instance, names: list[str], *, cursor=None) -> None:
-    """UPDATE the named fields of a row, as `save(update_fields=names)` would, in one statement."""
-    meta, quote = instance._meta, connection.ops.quote_name
-    fields = [meta.get_field(name) for name in names]
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-    params = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
-    if cursor is not None:
-        cursor.execute(sql, [*params, instance.pk])
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, instance.pk])
+def revoke_tokens(tokens) -> int:
+    """Revoke a queryset of tokens; returns how many were live. This process stops accepting them at once."""
+    count = tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    forget_verified_tokens()
+    return count
 
 
 def normalise_branch(branch: str) -> str:
@@ -389,47 +367,208 @@ def get_run(*, project: Project, build_number: int) -> PipelineRun | None:
 
 
 # --- Stages ----------------------------------------------------------------------------------------
+# The ordering rules of a stage callback are written once, in SQL (`stage_merge_sql`): from the stage row as it
+# is and the callback's fields, the row as it should be, step by step:
+#
+# 1. status: a status at least as far along as the current one replaces it (pending < running < finished;
+#    a finished status may correct another); order and a non-empty log excerpt replace theirs; `started_at`
+#    keeps the earliest known;
+# 2. `finished_at` is taken once the stage is finished;
+# 3. a finished stage (not skipped) given a duration gets its missing end from its start, or its start from
+#    its end;
+# 4. a running stage without a start starts now; a finished stage (not skipped) without an end ends now. A run
+#    still queued goes to running once a stage is past pending.
+#
+# On PostgreSQL, updating a known stage of a known run is one statement, its own transaction: it locks the
+# stage row (and so merges into its newest version), updates what changed, moves the run to running if it is
+# still queued, and appends the audit event. Elsewhere (SQLite), the same merge is a SELECT and the writes follow
+# in a transaction. A stage or run the portal does not know yet is created first, under the run's lock, then
+# merged the same way.
+
+STAGE_CHANGE_FLAGS = ("status", "order", "started_at", "finished_at", "log_excerpt")
+# What the statement answers: the merged stage; the merge alone (SQLite) adds what the writes that follow need.
+STAGE_RESULT = ("run_id", "new_run_status", "stage_id", "new_order", "new_status", "new_started_at", "new_finished_at")
+STAGE_MERGE_RESULT = (*STAGE_RESULT, "run_status", *(f"{name}_changed" for name in STAGE_CHANGE_FLAGS))
 
 
-def stage_rank(status: str) -> int:
-    return STAGE_RANK.get(status, 2)
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
-def merge_stage(stage: Stage, fields: dict, *, now: datetime) -> list[str]:
-    """Apply stage callback fields by the ordering rules; returns the names of the fields changed."""
-    changed: list[str] = []
+def stage_merge_sql() -> str:
+    """WITH ... `changes`: one row (the stage merged with the callback) or none when the run or stage is
+    unknown. Parameters are named: see `stage_params`."""
+    postgres = connection.vendor == "postgresql"
+    pending, running, skipped = (sql_literal(status) for status in (StageStatus.PENDING, StageStatus.RUNNING,
+                                                                     StageStatus.SKIPPED))
 
-    def put(name, value):
-        if getattr(stage, name) != value:
-            setattr(stage, name, value)
-            changed.append(name)
+    def param(name, postgres_type):
+        # PostgreSQL binds on the server (prepared statements): say the type of a parameter that may be null.
+        return f"CAST(%({name})s AS {postgres_type})" if postgres else f"%({name})s"
 
-    status = fields.get("status")
-    if status and stage_rank(status) >= stage_rank(stage.status):
-        put("status", status)
-    if fields.get("order") is not None:
-        put("order", fields["order"])
-    started = fields.get("started_at")
-    if started and (stage.started_at is None or started < stage.started_at):
-        put("started_at", started)
-    finished = fields.get("finished_at")
-    if finished and stage_rank(stage.status) == 2:
-        put("finished_at", finished)
-    finished_now = stage_rank(stage.status) == 2 and stage.status != StageStatus.SKIPPED
-    duration = fields.get("duration_ms")
-    if duration is not None and finished_now:
-        if stage.finished_at is None and stage.started_at is not None:
-            put("finished_at", stage.started_at + timedelta(milliseconds=duration))
-        elif stage.started_at is None and stage.finished_at is not None:
-            put("started_at", stage.finished_at - timedelta(milliseconds=duration))
-    if stage.status == StageStatus.RUNNING and stage.started_at is None:
-        put("started_at", now)
-    if finished_now and stage.finished_at is None:
-        put("finished_at", now)
-    log = fields.get("log_excerpt")
-    if log:
-        put("log_excerpt", log[-LOG_EXCERPT_CHARS:])
-    return changed
+    def differs(a, b):
+        return f"{a} IS DISTINCT FROM {b}" if postgres else f"{a} IS NOT {b}"
+
+    def shifted(moment, sign):
+        if postgres:
+            return f"({moment} {sign} in_duration * INTERVAL '1 millisecond')"
+        return connection.ops.combine_duration_expression(sign, [moment, "in_duration * 1000"])
+
+    def rank(status):
+        return f"CASE {status} WHEN {pending} THEN 0 WHEN {running} THEN 1 ELSE 2 END"
+
+    # Lock the stage row (its newest version) for the merge; the run is only read (see run_update).
+    lock = " FOR NO KEY UPDATE OF s" if postgres else ""
+    r, s = {name: f"r.{column(PipelineRun, name)}" for name in ("id", "project", "build_number", "status")}, {
+        name: f"s.{column(Stage, name)}" for name in ("id", "run", "name", "order", "status", "started_at",
+                                                      "finished_at", "log_excerpt")}
+    log = param("log_excerpt", "text")
+    # The callback's fields are read once, as columns (in_*), and the steps refer to them by name.
+    return f"""WITH old AS (
+  SELECT {r["id"]} AS run_id, {r["status"]} AS run_status, {s["id"]} AS stage_id, {s["status"]} AS old_status,
+    {s["order"]} AS old_order, {s["started_at"]} AS old_started_at, {s["finished_at"]} AS old_finished_at,
+    ({log} <> '' AND {differs(log, s["log_excerpt"])}) AS log_excerpt_changed,
+    {param("status", "text")} AS in_status, {param("order", "integer")} AS in_order,
+    {param("started_at", "timestamptz")} AS in_started, {param("finished_at", "timestamptz")} AS in_finished,
+    {param("duration_ms", "bigint")} AS in_duration, {param("now", "timestamptz")} AS in_now
+  FROM {table(PipelineRun)} r JOIN {table(Stage)} s ON {s["run"]} = {r["id"]}
+  WHERE {r["project"]} = %(project_id)s AND {r["build_number"]} = %(build_number)s AND {s["name"]} = %(name)s{lock}
+), step1 AS (
+  SELECT old.*,
+    CASE WHEN in_status IS NOT NULL AND {rank("in_status")} >= {rank("old_status")} THEN in_status ELSE old_status END
+      AS new_status,
+    COALESCE(in_order, old_order) AS new_order,
+    CASE WHEN in_started IS NOT NULL AND (old_started_at IS NULL OR in_started < old_started_at) THEN in_started
+      ELSE old_started_at END AS started1
+  FROM old
+), step2 AS (
+  SELECT step1.*,
+    CASE WHEN in_finished IS NOT NULL AND new_status NOT IN ({pending}, {running}) THEN in_finished
+      ELSE old_finished_at END AS finished1,
+    new_status NOT IN ({pending}, {running}, {skipped}) AS finished_now
+  FROM step1
+), step3 AS (
+  SELECT step2.*,
+    CASE WHEN in_duration IS NOT NULL AND finished_now AND finished1 IS NULL AND started1 IS NOT NULL
+      THEN {shifted("started1", "+")} ELSE finished1 END AS finished2,
+    CASE WHEN in_duration IS NOT NULL AND finished_now AND started1 IS NULL AND finished1 IS NOT NULL
+      THEN {shifted("finished1", "-")} ELSE started1 END AS started2
+  FROM step2
+), merged AS (
+  SELECT step3.*,
+    CASE WHEN new_status = {running} AND started2 IS NULL THEN in_now ELSE started2 END AS new_started_at,
+    CASE WHEN finished_now AND finished2 IS NULL THEN in_now ELSE finished2 END AS new_finished_at,
+    CASE WHEN run_status = {sql_literal(RunStatus.QUEUED)} AND new_status <> {pending}
+      THEN {sql_literal(RunStatus.RUNNING)} ELSE run_status END AS new_run_status
+  FROM step3
+), changes AS (
+  SELECT merged.*,
+    new_status <> old_status AS status_changed, new_order <> old_order AS order_changed,
+    {differs("new_started_at", "old_started_at")} AS started_at_changed,
+    {differs("new_finished_at", "old_finished_at")} AS finished_at_changed
+  FROM merged
+)"""  # noqa: S608 - identifiers from the models' metadata, values are parameters
+
+
+@functools.lru_cache(maxsize=4)
+def stage_sql(vendor: str) -> str:
+    """The stage statement of a database: on PostgreSQL the merge, the writes and the audit event in one
+    statement (data-modifying WITH); elsewhere the merge only."""
+    if vendor != "postgresql":
+        return compact(f"{stage_merge_sql()} SELECT {', '.join(STAGE_MERGE_RESULT)} FROM changes")  # noqa: S608
+    any_change = " OR ".join(f"c.{name}_changed" for name in STAGE_CHANGE_FLAGS)
+    changed_names = ", ".join(f"CASE WHEN c.{name}_changed THEN {sql_literal(name)} END" for name in STAGE_CHANGE_FLAGS)
+    audit_data = (f"CAST(%(audit_data)s AS jsonb) || jsonb_build_object('status', c.new_status, "
+                  f"'changed', to_jsonb(array_remove(ARRAY[{changed_names}], NULL)))")
+    audit_columns = ", ".join(column(AuditEvent, name) for name in AUDIT_FIELDS)
+    log_column = column(Stage, "log_excerpt")
+    return compact(f"""{stage_merge_sql()}, stage_update AS (
+  UPDATE {table(Stage)} t SET {column(Stage, "status")} = c.new_status, {column(Stage, "order")} = c.new_order,
+    {column(Stage, "started_at")} = c.new_started_at, {column(Stage, "finished_at")} = c.new_finished_at,
+    {log_column} = CASE WHEN c.log_excerpt_changed THEN %(log_excerpt)s
+      ELSE t.{log_column} END
+  FROM changes c WHERE t.{column(Stage, "id")} = c.stage_id AND ({any_change})
+), run_update AS (
+  UPDATE {table(PipelineRun)} t SET {column(PipelineRun, "status")} = c.new_run_status
+  FROM changes c WHERE t.{column(PipelineRun, "id")} = c.run_id AND c.new_run_status <> c.run_status
+    AND t.{column(PipelineRun, "status")} = {sql_literal(RunStatus.QUEUED)}
+), audit_insert AS (
+  INSERT INTO {table(AuditEvent)} ({audit_columns})
+  SELECT %(now)s, NULL, %(actor_label)s, %(project_id)s,
+    'stage.upserted', 'stage', CAST(c.stage_id AS text), {audit_data}
+  FROM changes c WHERE {any_change} OR %(created)s
+)
+SELECT {", ".join(STAGE_RESULT)} FROM changes""")  # noqa: S608 - identifiers from the models' metadata, values are parameters
+
+
+def compact(sql: str) -> str:
+    """One space between words: psycopg caches the parsing of statements up to 4 KB only (its literals here
+    hold no runs of spaces)."""
+    return " ".join(sql.split())
+
+
+def stage_params(*, project: Project, build_number: int, name: str, fields: dict, actor_label: str,
+                 created: bool = False, run_created: bool = False) -> dict:
+    adapt = connection.ops.adapt_datetimefield_value  # PostgreSQL: as is; SQLite: text
+    params = {
+        "project_id": project.pk,
+        "build_number": build_number,
+        "name": name,
+        "status": fields.get("status") or None,
+        "order": fields.get("order"),
+        "started_at": adapt(fields.get("started_at")),
+        "finished_at": adapt(fields.get("finished_at")),
+        "duration_ms": fields.get("duration_ms"),
+        "log_excerpt": (fields.get("log_excerpt") or "")[-LOG_EXCERPT_CHARS:],
+        "now": adapt(timezone.now()),
+        "actor_label": actor_label[:150],
+        "created": created,
+        "run_created": run_created,
+    }
+    params["audit_data"] = json.dumps(stage_audit_data(params))
+    return params
+
+
+def stage_audit_data(params: dict) -> dict:
+    """What a stage's audit event says besides its status and changed fields."""
+    data = {"build_number": params["build_number"], "name": params["name"]}
+    data.update({key: True for key in ("created", "run_created") if params[key]})
+    return data
+
+
+def merge_stage_row(cursor, params: dict) -> dict | None:
+    """Merge a callback into a known stage of a known run, write what changed and audit it, all or nothing
+    (see above). Returns the merged row (STAGE_RESULT), or None when the run or the stage is unknown."""
+    if cursor.db.vendor == "postgresql":  # the cursor's own connection: no proxy look-up per attribute
+        cursor.execute(stage_sql("postgresql"), params)  # written and audited by the statement itself
+        row = cursor.fetchone()
+        return None if row is None else dict(zip(STAGE_RESULT, row, strict=True))
+    with transaction.atomic():
+        cursor.execute(stage_sql(cursor.db.vendor), params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        merged = dict(zip(STAGE_MERGE_RESULT, row, strict=True))
+        changed = [name for name in STAGE_CHANGE_FLAGS if merged[f"{name}_changed"]]
+        values = {"status": merged["new_status"], "order": merged["new_order"],
+                  "started_at": merged["new_started_at"], "finished_at": merged["new_finished_at"],
+                  "log_excerpt": params["log_excerpt"]}
+        if changed:
+            update_row(cursor, Stage, merged["stage_id"], {name: values[name] for name in changed})
+        if merged["new_run_status"] != merged["run_status"]:
+            update_row(cursor, PipelineRun, merged["run_id"], {"status": merged["new_run_status"]})
+        if changed or params["created"]:
+            data = {**stage_audit_data(params), "status": merged["new_status"], "changed": changed}
+            audit(project=Project(pk=params["project_id"]), actor_label=params["actor_label"],
+                  action="stage.upserted", target=Stage(pk=merged["stage_id"]), data=data, cursor=cursor)
+    return merged
+
+
+def update_row(cursor, model, pk, values: dict) -> None:
+    """UPDATE named columns of one row to values already in the database's form (read from it)."""
+    assignments = ", ".join(f"{column(model, name)} = %s" for name in values)
+    cursor.execute(f"UPDATE {table(model)} SET {assignments} WHERE {column(model, 'id')} = %s",  # noqa: S608
+                   [*values.values(), pk])
 
 
 def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict, actor_label: str) -> tuple[
@@ -437,51 +576,33 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
 ]:
     """Create or update a stage of a run by name. Returns (stage, created).
 
-    `fields`: status, order, started_at, finished_at, duration_ms, log_excerpt. The stage's `run` is the
-    locked run (its status loaded), so callers can read `stage.run.status` without another query.
-
-    Updating a known stage of a known run is the hot path: lock the run and read the stage, update the stage,
-    audit it: three statements in the transaction.
+    `fields`: status, order, started_at, finished_at, duration_ms, log_excerpt. The stage's `run` holds its id
+    and status only (the rest deferred), so callers can read `stage.run.status` without another query.
     """
     check_build_number(build_number)
-    now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        run, stage = fetch_run_and_stage(cursor, project=project, build_number=build_number, name=name)
-        run_created = False
-        if run is None:
-            run = fetch_locked_run(cursor, project=project, build_number=build_number)
-            if run is None:
-                run, run_created = locked_run(project=project, build_number=build_number)
-            stage = fetch_stage(cursor, run_id=run.pk, name=name)
-        created = stage is None
-        if created:
-            stage = Stage(run=run, name=name, status=fields.get("status") or StageStatus.PENDING)
-            merge_stage(stage, fields, now=now)
-            try:
-                with transaction.atomic():
-                    stage.save(force_insert=True)
-                changed = ["created"]
-            except IntegrityError:
-                # Cannot happen while the run is locked; kept so that a lock-less database cannot 500 here.
-                stage, created = Stage.objects.get(run=run, name=name), False
-                changed = merge_stage(stage, fields, now=now)
-                if changed:
-                    update_row(stage, changed, cursor=cursor)
-        else:
-            changed = merge_stage(stage, fields, now=now)
-            if changed:
-                update_row(stage, changed, cursor=cursor)
-        if stage.status != StageStatus.PENDING and run.status == RunStatus.QUEUED:
-            run.status = RunStatus.RUNNING  # a stage started: the run is off the queue
-            update_row(run, ["status"], cursor=cursor)
-        if changed:
-            data = {"build_number": build_number, "name": name, "status": stage.status, "changed": changed}
-            if run_created:
-                data["run_created"] = True
-            audit(project=project, actor_label=actor_label, action="stage.upserted", target=stage, data=data,
-                  cursor=cursor)
+    params = functools.partial(stage_params, project=project, build_number=build_number, name=name, fields=fields,
+                               actor_label=actor_label)
+    with connection.cursor() as cursor:
+        merged = merge_stage_row(cursor, params())  # the hot path: a known stage of a known run
+    created = False
+    if merged is None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            run, run_created = locked_run(project=project, build_number=build_number)
+            # A pending, empty stage merged with the callback is what the callback describes.
+            _, created = Stage.objects.get_or_create(run=run, name=name, defaults={"status": StageStatus.PENDING})
+            merged = merge_stage_row(cursor, params(created=created, run_created=run_created))
+    return stage_from_merge(merged, name=name), created
+
+
+def stage_from_merge(merged: dict, *, name: str) -> Stage:
+    run = PipelineRun.from_db(DEFAULT_DB_ALIAS, ["id", "status"], [merged["run_id"], merged["new_run_status"]])
+    stage = Stage.from_db(
+        DEFAULT_DB_ALIAS, ["id", "run_id", "name", "order", "status", "started_at", "finished_at"],
+        [merged["stage_id"], merged["run_id"], name, merged["new_order"], merged["new_status"],
+         datetime_from_db(merged["new_started_at"]), datetime_from_db(merged["new_finished_at"])],
+    )
     stage.run = run
-    return stage, created
+    return stage
 
 
 # --- Artifacts -------------------------------------------------------------------------------------

@@ -106,6 +106,9 @@ STORAGES = {
 
 # Uploads above this size are refused before they are parsed.
 REPORT_MAX_BYTES = env.read_int(E, "REPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+# How long a process trusts an API token it has verified (0: look it up on every request). Revoking a token
+# takes up to this long to reach the other processes.
+API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 
 # The REST API (Jenkins callbacks): project tokens only, JSON in and out, OpenAPI schema at /api/schema/.
 REST_FRAMEWORK = {

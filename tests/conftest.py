@@ -7,6 +7,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = Path(os.environ.get("PORTAL_SHARED_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 
 
+@pytest.fixture(autouse=True)
+def forget_verified_tokens():
+    """The API remembers verified tokens per process: no test sees another's."""
+    from deliveries.services import forget_verified_tokens
+
+    forget_verified_tokens()
+    yield
+    forget_verified_tokens()
+
+
 @pytest.fixture
 def shared_fixture():
     """Path to a real-world file in ../shared/fixtures (PORTAL_SHARED_FIXTURES); skips when absent."""

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections, transaction
 
 from deliveries import services
 from deliveries.models import Artifact, AuditEvent, PipelineRun, RunStatus, RunTrigger, Stage
@@ -46,17 +46,49 @@ def test_it_writes_an_audit_event_per_change_with_the_token_as_actor():
     assert events == [("run.created", ACTOR, "pipelinerun"), ("stage.upserted", ACTOR, "stage")]
 
 
-def test_nothing_is_left_half_written_when_a_write_fails():
+@pytest.fixture
+def failing_audit_inserts():
+    """The database refuses every audit event from now on (a trigger, gone with the test's transaction): a real
+    failure in the middle of a write, whichever statement does it."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                           "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
+            cursor.execute("CREATE TRIGGER test_refuse_audit BEFORE INSERT ON deliveries_auditevent "
+                           "FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()")
+        else:
+            cursor.execute("CREATE TRIGGER test_refuse_audit BEFORE INSERT ON deliveries_auditevent "
+                           "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+
+
+def failed(write) -> bool:
+    """Run a write that must fail; its own savepoint keeps the test's transaction usable afterwards."""
+    try:
+        with transaction.atomic():
+            write()
+    except DatabaseError:
+        return True
+    return False
+
+
+def test_nothing_is_left_half_written_when_a_write_fails(failing_audit_inserts):
     project = ProjectFactory()
-    with mock.patch.object(services, "audit", side_effect=RuntimeError("disk full")):
-        with pytest.raises(RuntimeError):
-            stage(project, 9, status="running")
-        with pytest.raises(RuntimeError):
-            services.upsert_run(project=project, build_number=9, fields={"status": "running"}, actor_label=ACTOR)
-        with pytest.raises(RuntimeError):
-            services.upsert_artifact(project=project, build_number=9, repository="r", tag="t", fields={},
-                                     actor_label=ACTOR)
+    assert failed(lambda: stage(project, 9, status="running"))
+    assert failed(lambda: services.upsert_run(project=project, build_number=9, fields={"status": "running"},
+                                              actor_label=ACTOR))
+    assert failed(lambda: services.upsert_artifact(project=project, build_number=9, repository="r", tag="t",
+                                                   fields={}, actor_label=ACTOR))
     assert not PipelineRun.objects.exists() and not Stage.objects.exists() and not Artifact.objects.exists()
+
+
+def test_a_stage_update_that_fails_leaves_the_stage_as_it_was(failing_audit_inserts):
+    project = ProjectFactory()
+    run = RunFactory(project=project, build_number=9, status=RunStatus.QUEUED, finished_at=None)
+    StageFactory(run=run, name="Build", status="running", started_at=T0, finished_at=None)
+    # The known stage of a known run: on PostgreSQL, the one statement that updates and audits.
+    assert failed(lambda: stage(project, 9, status="success", finished_at=T0 + timedelta(minutes=1)))
+    assert Stage.objects.values_list("status", "finished_at").get() == ("running", None)
+    assert PipelineRun.objects.get().status == RunStatus.QUEUED
 
 
 def test_a_run_created_meanwhile_by_another_callback_is_updated_not_duplicated():
@@ -71,10 +103,10 @@ def test_a_run_created_meanwhile_by_another_callback_is_updated_not_duplicated()
         calls.append(queryset.model)
         return None if len(calls) == 1 else real_first(queryset)
 
-    with (mock.patch.object(services, "fetch_locked_run", return_value=None),
-          mock.patch.object(services, "first", side_effect=blind_first)):
+    with mock.patch.object(services, "first", side_effect=blind_first):
         stage_row, created = stage(project, 5, status="running")
-    assert stage_row.run_id == existing.pk
+    assert calls[0] is PipelineRun
+    assert stage_row.run_id == existing.pk and created
     assert PipelineRun.objects.filter(project=project, build_number=5).count() == 1
 
 
@@ -95,16 +127,48 @@ def test_a_run_callback_racing_another_run_callback_retries_as_an_update():
     assert PipelineRun.objects.count() == 1
 
 
-def test_a_stage_created_meanwhile_is_updated_not_duplicated():
+def test_a_stage_audit_event_says_what_the_callback_changed():
     project = ProjectFactory()
-    run = RunFactory(project=project, build_number=5, status=RunStatus.RUNNING, finished_at=None)
-    StageFactory(run=run, name="Build", status="running", started_at=T0)
+    stage(project, 3, status="running", started_at=T0)
+    stage(project, 3, status="success", finished_at=T0 + timedelta(minutes=1), log_excerpt="ok")
+    stage(project, 3, status="success", finished_at=T0 + timedelta(minutes=1), log_excerpt="ok")  # a retry
+    events = AuditEvent.objects.filter(action="stage.upserted").order_by("id")
+    assert [event.data for event in events] == [
+        {"build_number": 3, "name": "Build", "status": "running", "changed": ["status", "started_at"],
+         "created": True, "run_created": True},
+        {"build_number": 3, "name": "Build", "status": "success",
+         "changed": ["status", "finished_at", "log_excerpt"]},
+    ]
+    stage_row = Stage.objects.get()
+    assert {(event.actor_label, event.project_id, event.target_type, event.target_id) for event in events} == {
+        (ACTOR, project.pk, "stage", str(stage_row.pk))}
 
-    with (mock.patch.object(services, "fetch_run_and_stage", return_value=(None, None)),
-          mock.patch.object(services, "fetch_stage", return_value=None)):
-        row, created = stage(project, 5, status="success", finished_at=T0 + timedelta(minutes=1))
-    assert not created
-    assert Stage.objects.get().status == "success"
+
+def test_a_known_stage_moves_a_queued_run_to_running_but_never_a_finished_one():
+    project = ProjectFactory()
+    queued = RunFactory(project=project, build_number=1, status=RunStatus.QUEUED, finished_at=None)
+    StageFactory(run=queued, name="Build", status="pending", started_at=None, finished_at=None)
+    finished = RunFactory(project=project, build_number=2, status=RunStatus.ABORTED)
+    StageFactory(run=finished, name="Build", status="pending", started_at=None, finished_at=None)
+    row, created = stage(project, 1, status="running")
+    assert (row.run.status, created) == (RunStatus.RUNNING, False)
+    assert PipelineRun.objects.get(pk=queued.pk).status == RunStatus.RUNNING
+    row, _ = stage(project, 2, status="running")
+    assert row.run.status == RunStatus.ABORTED
+    assert PipelineRun.objects.get(pk=finished.pk).status == RunStatus.ABORTED
+
+
+def test_a_pending_callback_leaves_a_queued_run_queued():
+    project = ProjectFactory()
+    RunFactory(project=project, build_number=1, status=RunStatus.QUEUED, finished_at=None)
+    row, _ = stage(project, 1, status="pending", order=2)
+    assert row.run.status == RunStatus.QUEUED and row.order == 2
+
+
+def test_a_skipped_stage_gets_no_end_and_a_duration_does_not_invent_one():
+    project = ProjectFactory()
+    row, _ = stage(project, status="skipped", duration_ms=5_000)
+    assert (row.status, row.started_at, row.finished_at) == ("skipped", None, None)
 
 
 def test_stage_statuses_only_move_forward():
@@ -244,3 +308,31 @@ def test_simultaneous_first_callbacks_make_one_run_and_one_stage():
     assert PipelineRun.objects.filter(project=project, build_number=32).count() == 1
     assert AuditEvent.objects.filter(action="run.created").count() == 1
     assert Deployment.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_callbacks_for_one_stage_end_in_the_state_their_order_would_not_change():
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
+        pytest.skip("threads need a database file")
+    project = ProjectFactory()
+    stage(project, 41, status="pending")  # the stage exists: every callback below takes the hot path
+    numbers = iter(range(8))
+    lock = threading.Lock()
+
+    def work():
+        with lock:
+            number = next(numbers)
+        if number % 2:
+            stage(project, 41, status="success", finished_at=T0 + timedelta(minutes=10), log_excerpt=f"#{number}")
+        else:
+            stage(project, 41, status="running", started_at=T0 + timedelta(minutes=number))
+
+    assert race(8, work) == []
+    row = Stage.objects.get()
+    assert (row.status, row.started_at, row.finished_at) == ("success", T0, T0 + timedelta(minutes=10))
+    events = [event.data for event in AuditEvent.objects.filter(action="stage.upserted")]
+    # The creation, then only real changes (a start, an earlier start, the finish, a new log excerpt).
+    assert [data for data in events if data.get("created")] == [
+        {"build_number": 41, "name": "Build", "status": "pending", "changed": [], "created": True,
+         "run_created": True}]
+    assert all(data["changed"] for data in events if not data.get("created")) and len(events) <= 9
