@@ -13,6 +13,7 @@ one run per build number, every status one of those sent.
     .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
     .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
     .venv/bin/python benchmarks/callbacks.py --compare-workers    # sync and gthread, one after the other
+    .venv/bin/python benchmarks/callbacks.py --async-stage-commit # STAGE_CALLBACKS_SYNCHRONOUS_COMMIT=false
 
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and wrk (installed with apt-get when missing).
 """
@@ -73,6 +74,16 @@ def admin_execute(statement: str) -> None:
         connection.execute(statement)
 
 
+def analyze() -> None:
+    """Statistics of the tables the warm-up filled, as autovacuum keeps them on a live database (a fresh one has
+    none, and the planner would take its tables for empty)."""
+    import psycopg
+
+    with psycopg.connect(DATABASE_URL.replace("postgres://", "postgresql://"), autocommit=True,
+                         connect_timeout=5) as connection:
+        connection.execute("ANALYZE")
+
+
 @contextmanager
 def throwaway_database():
     admin_execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
@@ -119,10 +130,10 @@ with CaptureQueriesContext(connection) as update:
     response = client.post(url, data={"name": "probe", "status": "success"}, **headers)
 assert response.status_code == 200, response.content
 health_checks = bool(connection.settings_dict.get("CONN_HEALTH_CHECKS"))
-from deliveries.services import stage_sql
+from deliveries.services import stage_statement
 import psycopg._queries
 print(json.dumps({"sql": [query["sql"] for query in update.captured_queries], "health_checks": health_checks,
-                  "statement_bytes": len(stage_sql(connection.vendor).encode()),
+                  "statement_bytes": len(stage_statement().encode()),
                   "psycopg_cache_limit": getattr(psycopg._queries, "MAX_CACHED_STATEMENT_LENGTH", None)}))
 """
 
@@ -321,6 +332,7 @@ def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_pat
             offset += max(count for _, count in warm["sent"])
             if len(pairs_sent(sent)) >= RUNS * STAGES or time.monotonic() > deadline:
                 break
+        analyze()
         for _ in range(args.rounds):
             hot = measured(base, "callbacks.lua", args.duration, {**wrk_env, "BENCH_OFFSET": str(offset)})
             offset += max(count for _, count in hot["sent"])
@@ -364,6 +376,9 @@ def main() -> int:
                              "settings)")
     parser.add_argument("--no-health-checks", action="store_true",
                         help="experiment: CONN_HEALTH_CHECKS off (not the portal's settings)")
+    parser.add_argument("--async-stage-commit", action="store_true",
+                        help="STAGE_CALLBACKS_SYNCHRONOUS_COMMIT=false: stage callbacks commit without waiting for "
+                             "the disk (an opt-in setting, not the default)")
     args = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -375,6 +390,8 @@ def main() -> int:
             env["BENCH_SERVER_SIDE_BINDING"] = "1"
         if args.no_health_checks:
             env["BENCH_CONN_HEALTH_CHECKS"] = "0"
+        if args.async_stage_commit:
+            env["STAGE_CALLBACKS_SYNCHRONOUS_COMMIT"] = "false"
         log_path = Path(var_dir) / "gunicorn.log"
         for worker_class in classes:
             with throwaway_database():
@@ -390,7 +407,9 @@ def main() -> int:
         server_log = log_path.read_text(errors="replace") if log_path.exists() else ""
 
     experiments = [name for name, on in (("server-side binding", args.server_side_binding),
-                                         ("no health checks", args.no_health_checks)) if on]
+                                         ("no health checks", args.no_health_checks),
+                                         ("stage commits without waiting for the disk", args.async_stage_commit))
+                   if on]
     if experiments:
         print(f"EXPERIMENT, not the portal's settings: {', '.join(experiments)}")
     print(f"Stage upserts vs a minimal Django JSON view, gunicorn {args.workers} workers, PostgreSQL, wrk "

@@ -7,8 +7,10 @@ unknown one, so a token cannot tell which projects exist.
 
 from __future__ import annotations
 
+import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -108,6 +110,12 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
+def json_answer(body: dict, *, status: int) -> HttpResponse:
+    """What `Response(body)` answers, without DRF's rendering machinery: for the hot path, whose answer is a
+    flat dict of strings, numbers and nulls."""
+    return HttpResponse(orjson.dumps(body), content_type="application/json", status=status)
+
+
 def callback_error(exc: services.CallbackError) -> ValidationError:
     return ValidationError({exc.field: [exc.message]})
 
@@ -190,7 +198,7 @@ class StagesView(CallbackView):
         body = stage_payload(stage)
         body["build_number"] = build_number
         body["run_status"] = stage.run.status
-        return Response(body, status=201 if created else 200)
+        return json_answer(body, status=201 if created else 200)
 
 
 class ArtifactsView(CallbackView):

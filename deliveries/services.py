@@ -395,9 +395,10 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def stage_merge_sql() -> str:
+def stage_merge_sql(*, wait_for_disk: bool = True) -> str:
     """WITH ... `changes`: one row (the stage merged with the callback) or none when the run or stage is
-    unknown. Parameters are named: see `stage_params`."""
+    unknown. Parameters are named: see `stage_params`. `wait_for_disk=False` (PostgreSQL): the transaction's
+    commit does not wait for its WAL to reach the disk (synchronous_commit off, for this transaction only)."""
     postgres = connection.vendor == "postgresql"
     pending, running, skipped = (sql_literal(status) for status in (StageStatus.PENDING, StageStatus.RUNNING,
                                                                      StageStatus.SKIPPED))
@@ -423,9 +424,11 @@ def stage_merge_sql() -> str:
         name: f"s.{column(Stage, name)}" for name in ("id", "run", "name", "order", "status", "started_at",
                                                       "finished_at", "log_excerpt")}
     log = param("log_excerpt", "text")
+    commit_mode = "" if wait_for_disk or not postgres else "set_config('synchronous_commit', 'off', true) AS commit,"
     # The callback's fields are read once, as columns (in_*), and the steps refer to them by name.
     return f"""WITH old AS (
-  SELECT {r["id"]} AS run_id, {r["status"]} AS run_status, {s["id"]} AS stage_id, {s["status"]} AS old_status,
+  SELECT {commit_mode}
+    {r["id"]} AS run_id, {r["status"]} AS run_status, {s["id"]} AS stage_id, {s["status"]} AS old_status,
     {s["order"]} AS old_order, {s["started_at"]} AS old_started_at, {s["finished_at"]} AS old_finished_at,
     ({log} <> '' AND {differs(log, s["log_excerpt"])}) AS log_excerpt_changed,
     {param("status", "text")} AS in_status, {param("order", "integer")} AS in_order,
@@ -470,35 +473,40 @@ def stage_merge_sql() -> str:
 )"""  # noqa: S608 - identifiers from the models' metadata, values are parameters
 
 
-@functools.lru_cache(maxsize=4)
-def stage_sql(vendor: str) -> str:
+@functools.lru_cache(maxsize=8)
+def stage_sql(vendor: str, *, wait_for_disk: bool = True) -> str:
     """The stage statement of a database: on PostgreSQL the merge, the writes and the audit event in one
     statement (data-modifying WITH); elsewhere the merge only."""
     if vendor != "postgresql":
         return compact(f"{stage_merge_sql()} SELECT {', '.join(STAGE_MERGE_RESULT)} FROM changes")  # noqa: S608
-    any_change = " OR ".join(f"c.{name}_changed" for name in STAGE_CHANGE_FLAGS)
-    changed_names = ", ".join(f"CASE WHEN c.{name}_changed THEN {sql_literal(name)} END" for name in STAGE_CHANGE_FLAGS)
-    audit_data = (f"CAST(%(audit_data)s AS jsonb) || jsonb_build_object('status', c.new_status, "
-                  f"'changed', to_jsonb(array_remove(ARRAY[{changed_names}], NULL)))")
+    changed_names = ", ".join(f"CASE WHEN {name}_changed THEN {sql_literal(name)} END" for name in STAGE_CHANGE_FLAGS)
+    audit_data = "CAST(%(audit_data)s AS jsonb) || jsonb_build_object('status', c.new_status, 'changed', c.changed)"
     audit_columns = ", ".join(column(AuditEvent, name) for name in AUDIT_FIELDS)
     log_column = column(Stage, "log_excerpt")
-    return compact(f"""{stage_merge_sql()}, stage_update AS (
+    return compact(f"""{stage_merge_sql(wait_for_disk=wait_for_disk)}, summary AS (
+  SELECT changes.*, to_jsonb(array_remove(ARRAY[{changed_names}], NULL)) AS changed FROM changes
+), stage_update AS (
   UPDATE {table(Stage)} t SET {column(Stage, "status")} = c.new_status, {column(Stage, "order")} = c.new_order,
     {column(Stage, "started_at")} = c.new_started_at, {column(Stage, "finished_at")} = c.new_finished_at,
     {log_column} = CASE WHEN c.log_excerpt_changed THEN %(log_excerpt)s
       ELSE t.{log_column} END
-  FROM changes c WHERE t.{column(Stage, "id")} = c.stage_id AND ({any_change})
+  FROM summary c WHERE t.{column(Stage, "id")} = c.stage_id AND c.changed <> '[]'
 ), run_update AS (
   UPDATE {table(PipelineRun)} t SET {column(PipelineRun, "status")} = c.new_run_status
-  FROM changes c WHERE t.{column(PipelineRun, "id")} = c.run_id AND c.new_run_status <> c.run_status
+  FROM summary c WHERE t.{column(PipelineRun, "id")} = c.run_id AND c.new_run_status <> c.run_status
     AND t.{column(PipelineRun, "status")} = {sql_literal(RunStatus.QUEUED)}
 ), audit_insert AS (
   INSERT INTO {table(AuditEvent)} ({audit_columns})
   SELECT %(now)s, NULL, %(actor_label)s, %(project_id)s,
     'stage.upserted', 'stage', CAST(c.stage_id AS text), {audit_data}
-  FROM changes c WHERE {any_change} OR %(created)s
+  FROM summary c WHERE c.changed <> '[]' OR %(created)s
 )
-SELECT {", ".join(STAGE_RESULT)} FROM changes""")  # noqa: S608 - identifiers from the models' metadata, values are parameters
+SELECT {", ".join(STAGE_RESULT)} FROM summary""")  # noqa: S608 - identifiers from the models' metadata, values are parameters
+
+
+def stage_statement() -> str:
+    """The PostgreSQL stage statement as the settings ask for it."""
+    return stage_sql("postgresql", wait_for_disk=settings.STAGE_CALLBACKS_SYNCHRONOUS_COMMIT)
 
 
 def compact(sql: str) -> str:
@@ -540,7 +548,7 @@ def merge_stage_row(cursor, params: dict) -> dict | None:
     """Merge a callback into a known stage of a known run, write what changed and audit it, all or nothing
     (see above). Returns the merged row (STAGE_RESULT), or None when the run or the stage is unknown."""
     if cursor.db.vendor == "postgresql":  # the cursor's own connection: no proxy look-up per attribute
-        cursor.execute(stage_sql("postgresql"), params)  # written and audited by the statement itself
+        cursor.execute(stage_statement(), params)  # written and audited by the statement itself
         row = cursor.fetchone()
         return None if row is None else dict(zip(STAGE_RESULT, row, strict=True))
     with transaction.atomic():

@@ -171,6 +171,19 @@ def test_a_skipped_stage_gets_no_end_and_a_duration_does_not_invent_one():
     assert (row.status, row.started_at, row.finished_at) == ("skipped", None, None)
 
 
+@pytest.mark.parametrize(("synchronous", "commit_mode"), [(True, "on"), (False, "off")])
+def test_stage_callbacks_wait_for_the_disk_unless_told_not_to(settings, synchronous, commit_mode):
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's; SQLite commits as it is configured")
+    settings.STAGE_CALLBACKS_SYNCHRONOUS_COMMIT = synchronous
+    project = ProjectFactory()
+    stage(project, 1, status="running")  # the setting lasts as long as the transaction: here, the test's
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == commit_mode
+    assert Stage.objects.get().status == "running"
+
+
 def test_stage_statuses_only_move_forward():
     project = ProjectFactory()
     stage(project, status="success", started_at=T0, finished_at=T0 + timedelta(minutes=2))
