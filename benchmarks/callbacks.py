@@ -147,16 +147,22 @@ def probe_queries(env: dict, token: str) -> dict:
 # --- gunicorn and wrk ------------------------------------------------------------------------------
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of processes (Linux /proc); 0 where it cannot be read."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each process (Linux /proc); processes gone are left out."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def cpu_spent(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes spent since `before`: a process that ended meanwhile (an autovacuum worker on the
+    benchmark's database) is not counted, rather than counted negative."""
+    return sum(now - before.get(pid, 0.0) for pid, now in cpu_seconds(pids).items())
 
 
 def children_of(parent: int) -> list[int]:
@@ -317,8 +323,9 @@ def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_pat
             before = cpu_seconds(workers), cpu_seconds(backends)
             result = run_wrk(wrk, url, script, seconds=seconds, env=env, **load)
             requests = max(result["requests"], 1)
-            result["cpu_ms_gunicorn"] = (cpu_seconds(workers) - before[0]) * 1000 / requests
-            result["cpu_ms_postgres"] = (cpu_seconds(backends) - before[1]) * 1000 / requests
+            result["cpu_ms_gunicorn"] = cpu_spent(before[0], workers) * 1000 / requests
+            # Backends started meanwhile (an autovacuum worker) count from zero.
+            result["cpu_ms_postgres"] = cpu_spent(before[1], database_backends()) * 1000 / requests
             return result
 
         # Warm-up: the first callbacks create the runs and stages (concurrently, as a Jenkins farm would); go on
@@ -364,7 +371,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2,
                         help="seconds of warm-up before each measure, repeated for the stage callbacks until every "
                              "stage exists (default 2)")
-    parser.add_argument("--rounds", type=int, default=1, help="measures of each, the median is kept (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="measures of each, the median is kept (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")

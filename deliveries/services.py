@@ -418,7 +418,9 @@ def stage_merge_sql(*, wait_for_disk: bool = True) -> str:
     def rank(status):
         return f"CASE {status} WHEN {pending} THEN 0 WHEN {running} THEN 1 ELSE 2 END"
 
-    # Lock the stage row (its newest version) for the merge; the run is only read (see run_update).
+    # Lock the stage row (its newest version) for the merge; the run is only read, and locked by run_update only
+    # while still queued: the writers that lock a run first (run callbacks, folding an early run into the portal's)
+    # never hold a queued run and then wait for one of its stages, so the two orders cannot deadlock.
     lock = " FOR NO KEY UPDATE OF s" if postgres else ""
     r, s = {name: f"r.{column(PipelineRun, name)}" for name in ("id", "project", "build_number", "status")}, {
         name: f"s.{column(Stage, name)}" for name in ("id", "run", "name", "order", "status", "started_at",
