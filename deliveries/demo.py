@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import (
+    DELIVERY_CHAIN,
     Artifact,
     PipelineRun,
     Project,
@@ -42,33 +43,7 @@ from scanners.demo import seed_reports
 HISTORY_DAYS = 60
 REGISTRY = "registry.gitlab.example.com"
 
-# The delivery chain, in order. The last one runs on the release branch only.
-CHAIN_STAGES = [
-    "Checkout",
-    "App checks",
-    "Infrastructure checks",
-    "Build images",
-    "Trivy scan",
-    "Push images",
-    "Deploy to staging",
-    "Availability test",
-    "Gauntlt attacks",
-    "JMeter load test",
-    "Deploy to production",
-]
-STAGE_SECONDS = {  # typical duration of each stage
-    "Checkout": 8,
-    "App checks": 95,
-    "Infrastructure checks": 40,
-    "Build images": 180,
-    "Trivy scan": 75,
-    "Push images": 35,
-    "Deploy to staging": 50,
-    "Availability test": 15,
-    "Gauntlt attacks": 140,
-    "JMeter load test": 300,
-    "Deploy to production": 60,
-}
+CHAIN_STAGES = list(DELIVERY_CHAIN)  # the last one runs on the release branch only
 
 
 @dataclass(frozen=True)
@@ -248,7 +223,7 @@ def plan_run(project: Project, number: int, created_at, rng: random.Random):
         if failed_stage is not None and order - 1 > failed_stage:
             run_stages.append(Stage(name=name, order=order, status=StageStatus.SKIPPED))
             continue
-        seconds = max(2, int(rng.gauss(STAGE_SECONDS[name], STAGE_SECONDS[name] * 0.2)))
+        seconds = max(2, int(rng.gauss(DELIVERY_CHAIN[name], DELIVERY_CHAIN[name] * 0.2)))
         stage_status = StageStatus.SUCCESS
         log = ""
         if failed_stage == order - 1:
@@ -289,11 +264,11 @@ def failure_log(stage_name: str) -> str:
         "Build images": "ERROR: failed to solve: process \"/bin/sh -c pip install -r requirements.txt\" exit code: 1",
         "Trivy scan": "Total: 3 (CRITICAL: 1, HIGH: 2) — gate: no CRITICAL allowed",
         "Push images": "denied: requested access to the resource is denied",
-        "Deploy to staging": "ansible: fatal: [staging-1]: UNREACHABLE! => ssh: connect to host port 22: timed out",
+        "Deploy staging": "ansible: fatal: [staging-1]: UNREACHABLE! => ssh: connect to host port 22: timed out",
         "Availability test": "curl: (22) The requested URL returned error: 502",
         "Gauntlt attacks": "Scenario: Verify server is not vulnerable to XSS ... failed",
-        "JMeter load test": "p95 1840 ms above the 800 ms budget",
-        "Deploy to production": "ansible: health check on production-2 failed after 5 attempts",
+        "Load test": "p95 1840 ms above the 800 ms budget",
+        "Deploy production": "ansible: health check on production-2 failed after 5 attempts",
     }.get(stage_name, "Step failed")
 
 
@@ -326,10 +301,10 @@ def seed_deployments(project, runs, stages, environments) -> int:
             build = by_name["Push images"]
             if build.status == StageStatus.SUCCESS:
                 targets.append(("dev", build, DeploymentStatus.SUCCESS))
-        staging = by_name["Deploy to staging"]
+        staging = by_name["Deploy staging"]
         if staging.status in (StageStatus.SUCCESS, StageStatus.FAILED) and run.branch != project.release_branch:
             targets.append(("staging", staging, DeploymentStatus(staging.status)))
-        production = by_name.get("Deploy to production")
+        production = by_name.get("Deploy production")
         if production and production.status in (StageStatus.SUCCESS, StageStatus.FAILED):
             targets.append(("production", production, DeploymentStatus(production.status)))
         for env_name, stage, status in targets:

@@ -175,6 +175,24 @@ class PipelineRun(models.Model):
         return self.commit_sha[:8]
 
 
+# The delivery chain as deploy_assets/jenkins/Jenkinsfile runs it: its stages in order, with how long each typically
+# takes, in seconds. The last runs on the release branch only. The demo data and the imitation Jenkins play this
+# chain; a test holds the Jenkinsfile to it, so that what the demo shows is what a real pipeline reports.
+DELIVERY_CHAIN = {
+    "Checkout": 8,
+    "App checks": 95,
+    "Infrastructure checks": 40,
+    "Build images": 180,
+    "Trivy scan": 75,
+    "Push images": 35,
+    "Deploy staging": 50,
+    "Availability test": 15,
+    "Gauntlt attacks": 140,
+    "Load test": 300,
+    "Deploy production": 60,
+}
+
+
 class StageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"

@@ -128,7 +128,7 @@ def bar_chart(
         group = []
         start = frame.left + index * band + (band - bar * len(series)) / 2
         for position, item in enumerate(series):
-            value = item.values[index] if index < len(item.values) else None
+            value = _value_at(item, index)
             if value is None:
                 continue
             top, bottom = sorted((frame.y(scale, value), frame.y(scale, 0)))

@@ -11,7 +11,7 @@ ingestion would have written (scanners.services), without raw files:
   production ran when the scan finished.
 - a run whose "Gauntlt attacks" stage ran gets a Gauntlt report of 9 scenarios, some failed when the stage
   was unstable or failed.
-- a run whose "JMeter load test" ran gets a JMeter report: 5 labels and the total, 60 five-second buckets.
+- a run whose "Load test" stage ran gets a JMeter report: 5 labels and the total, 60 five-second buckets.
 
 Everything is derived from random.Random seeded by the project slug and the build number. Rows go in with
 portal.bulk.insert_rows. Runs that already have reports are left alone.
@@ -50,7 +50,7 @@ from scanners.services import FINDING_COLUMNS, count_choices
 
 TRIVY_STAGE = "Trivy scan"
 GAUNTLT_STAGE = "Gauntlt attacks"
-JMETER_STAGE = "JMeter load test"
+JMETER_STAGE = "Load test"
 RAN = {StageStatus.SUCCESS, StageStatus.UNSTABLE, StageStatus.FAILED}
 CHUNK_RUNS = 500
 REGISTRY = "registry.gitlab.example.com"  # as deliveries.demo names the images

@@ -84,4 +84,5 @@ def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, cl
 
     # The run page shows it all, finished: no more polling.
     page = client.get(run.get_absolute_url()).content.decode()
-    assert "JMeter load test" in page and "portal/live.js" not in page
+    assert all(name in page for name in DEV_STAGES) and "JMeter load test" in page  # the stages, the report kind
+    assert "portal/live.js" not in page

@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
+from deliveries.models import DELIVERY_CHAIN
 from tests.scanners import samples
 
 logger = logging.getLogger(__name__)
@@ -44,19 +45,8 @@ QUEUE_ITEM_MEMORY_SECONDS = 300  # Jenkins forgets items about 5 minutes after t
 FIRST_QUEUE_ID = 100
 
 # The Jenkinsfile's stages, with how long each takes relative to the average one.
-STAGE_WEIGHTS = {
-    "Checkout": 0.3,
-    "App checks": 1.0,
-    "Infrastructure checks": 0.6,
-    "Build images": 1.8,
-    "Trivy scan": 1.0,
-    "Push images": 0.6,
-    "Deploy to staging": 0.8,
-    "Availability test": 0.4,
-    "Gauntlt attacks": 1.4,
-    "JMeter load test": 2.0,
-    "Deploy to production": 0.9,
-}
+STAGE_WEIGHTS = {name: seconds * len(DELIVERY_CHAIN) / sum(DELIVERY_CHAIN.values())
+                 for name, seconds in DELIVERY_CHAIN.items()}
 DEV_STAGES = list(STAGE_WEIGHTS)[:10]
 RELEASE_STAGES = list(STAGE_WEIGHTS)
 IMAGES = ("app", "nginx")
@@ -604,8 +594,8 @@ class Player:
                             "registry": REGISTRY}
                 self.images.append({k: artifact[k] for k in ("repository", "tag", "digest")})
                 self.post(f"runs/{self.build.number}/artifacts/", artifact)
-        elif name in ("Deploy to staging", "Deploy to production"):
-            environment = "staging" if name == "Deploy to staging" else "production"
+        elif name in ("Deploy staging", "Deploy production"):
+            environment = "staging" if name == "Deploy staging" else "production"
             started = iso_now()
             log = "\n".join(f"docker pull {i['repository']}@{i['digest']}" for i in self.images)
             self.post(f"runs/{self.build.number}/deployments/", {
@@ -615,7 +605,7 @@ class Player:
         elif name == "Gauntlt attacks":
             report = samples.cucumber_report([(attack, "passed", "") for attack in ATTACKS])
             self.upload("gauntlt.json", report, "gauntlt", "application/json")
-        elif name == "JMeter load test":
+        elif name == "Load test":
             self.upload("jmeter.jtl", samples.jtl_csv(self.load_samples()), "jmeter", "text/csv")
 
     def vulnerabilities(self, image: str) -> list[dict]:
