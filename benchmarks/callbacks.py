@@ -8,7 +8,11 @@ stage names (the first requests create the runs and stages concurrently, the res
 POST to /bench/minimal/, a view that only answers {"ok": true} through the same middleware.
 
 Afterwards it checks that no stage was lost or duplicated: as many rows as distinct (run, stage) pairs sent,
-one run per build number, every status one of those sent.
+one run per build number, every status one of those sent. It also prints what each request costs the whole
+machine in CPU, and the ceiling that follows: the ratio a stage callback would reach if it cost the machine what
+a minimal request does plus what PostgreSQL spends on its write (no work of the API's own, no wait on the disk).
+Where that ceiling is near 0.5, no implementation that writes each callback to the database as it arrives meets
+the ratio target; only taking writes off the request path (a queue, 202 answers) could.
 
     .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
     .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
@@ -165,6 +169,15 @@ def cpu_spent(before: dict[int, float], pids: list[int]) -> float:
     return sum(now - before.get(pid, 0.0) for pid, now in cpu_seconds(pids).items())
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far, all cores (Linux /proc/stat); waiting on the disk
+    counts as idle, time stolen by the hypervisor as neither."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    user, nice, system, idle, iowait, irq, softirq = ticks
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hz, (idle + iowait) / hz
+
+
 def children_of(parent: int) -> list[int]:
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -318,14 +331,18 @@ def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_pat
                   log_path=log_path) as (base, master):
 
         def measured(url, script, seconds, env):
-            """A wrk run, with the CPU time gunicorn's workers and PostgreSQL spent per request."""
+            """A wrk run, with the CPU time gunicorn's workers, PostgreSQL and the whole machine (wrk and the kernel
+            included) spent per request, and the share of the machine's CPU left idle."""
             workers, backends = children_of(master), database_backends()
-            before = cpu_seconds(workers), cpu_seconds(backends)
+            before = cpu_seconds(workers), cpu_seconds(backends), machine_cpu()
             result = run_wrk(wrk, url, script, seconds=seconds, env=env, **load)
             requests = max(result["requests"], 1)
             result["cpu_ms_gunicorn"] = cpu_spent(before[0], workers) * 1000 / requests
             # Backends started meanwhile (an autovacuum worker) count from zero.
             result["cpu_ms_postgres"] = cpu_spent(before[1], database_backends()) * 1000 / requests
+            busy, idle = (now - then for now, then in zip(machine_cpu(), before[2], strict=True))
+            result["cpu_ms_machine"] = busy * 1000 / requests
+            result["idle_share"] = idle / (busy + idle) if busy + idle else 0.0
             return result
 
         # Warm-up: the first callbacks create the runs and stages (concurrently, as a Jenkins farm would); go on
@@ -362,7 +379,22 @@ def report(result: dict, args) -> None:
             print(f"  {label:<20} {name:<13} {run['rps']:>9,.0f} req/s  {run['requests']:>7,} requests  "
                   f"latency avg {run['latency_avg']} p99 {run['latency_p99']}  non-2xx {run['non_2xx']}  "
                   f"socket errors {run['socket_errors']}  CPU per request: gunicorn {run['cpu_ms_gunicorn']:.2f} ms, "
-                  f"PostgreSQL {run['cpu_ms_postgres']:.2f} ms")
+                  f"PostgreSQL {run['cpu_ms_postgres']:.2f} ms, whole machine {run['cpu_ms_machine']:.2f} ms "
+                  f"({run['idle_share']:.0%} idle)")
+
+
+def ceiling(result: dict) -> dict:
+    """The best ratio any stage callback that writes to PostgreSQL could reach on this machine: were a stage request
+    to cost the machine what a minimal one does, plus what PostgreSQL spends on the write, with every CPU busy
+    (no wait on the disk). What separates the measured ratio from it is the API's own work (token, JSON,
+    validation, the driver) and that waiting."""
+    minimal = statistics.median(run["cpu_ms_machine"] for run in result["minimal"])
+    postgres = statistics.median(run["cpu_ms_postgres"] for run in result["api"])
+    best_rps = (os.cpu_count() or 1) * 1000 / (minimal + postgres) if minimal + postgres else 0.0
+    return {"minimal_ms": minimal, "postgres_ms": postgres,
+            "stage_ms": statistics.median(run["cpu_ms_machine"] for run in result["api"]),
+            "ratio": best_rps / result["minimal_rps"] if result["minimal_rps"] else 0.0,
+            "idle_share": statistics.median(run["idle_share"] for run in result["api"])}
 
 
 def main() -> int:
@@ -448,6 +480,11 @@ def main() -> int:
     if len(results) > 1:
         print(f"  best: {chosen['worker_class']}")
     print(f"  ratio stage upsert / minimal view: {ratio:.3f}; rows intact: {intact}")
+    best = ceiling(chosen)
+    print(f"  ceiling: a minimal request costs the machine {best['minimal_ms']:.2f} ms of CPU and PostgreSQL spends "
+          f"{best['postgres_ms']:.2f} ms on a stage write, so no stage callback written to the database as it "
+          f"arrives can pass {best['ratio']:.3f} of the minimal view's rate here; this one costs "
+          f"{best['stage_ms']:.2f} ms, with {best['idle_share']:.0%} of the CPUs idle, waiting")
     lines = [
         bench_line("callbacks_stage_upsert_rps", chosen["api_rps"], TARGET_RPS, chosen["api_rps"] >= TARGET_RPS),
         bench_line("callbacks_vs_minimal_view", ratio, TARGET_RATIO, ratio >= TARGET_RATIO),
