@@ -115,7 +115,8 @@ class PipelineRunQuerySet(models.QuerySet):
 
 
 class PipelineRun(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    # Indexed by run_project_created, which starts with it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs", db_index=False)
     branch = models.CharField(max_length=255)
     commit_sha = models.CharField(max_length=64, blank=True)
     commit_title = models.CharField(max_length=500, blank=True)
@@ -204,7 +205,8 @@ class StageStatus(models.TextChoices):
 
 
 class Stage(models.Model):
-    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages")
+    # Indexed by stage_unique_name_per_run, which starts with it.
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="stages", db_index=False)
     name = models.CharField(max_length=200)
     order = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
@@ -227,7 +229,8 @@ class Stage(models.Model):
 
 
 class Artifact(models.Model):
-    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="artifacts")
+    # Indexed by artifact_unique_image_per_run, which starts with it.
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="artifacts", db_index=False)
     repository = models.CharField(max_length=255, help_text="Image repository, e.g. registry.gitlab.com/group/app")
     tag = models.CharField(max_length=128)
     digest = models.CharField(max_length=100, blank=True, help_text="sha256:…")
@@ -294,7 +297,8 @@ class WaiverKind(models.TextChoices):
 
 
 class Waiver(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="waivers")
+    # Indexed by waiver_lookup, which starts with it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="waivers", db_index=False)
     kind = models.CharField(max_length=16, choices=WaiverKind.choices)
     identifier = models.CharField(max_length=255, help_text="CVE/AVD id or scenario name")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -62,7 +62,8 @@ class FreezeWindow(models.Model):
 
 
 class Host(models.Model):
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="hosts")
+    # Indexed by host_unique_name_per_env, which starts with it.
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="hosts", db_index=False)
     name = models.CharField(max_length=100)
     address = models.CharField(max_length=255, blank=True)
     ec2_instance_id = models.CharField(max_length=32, blank=True)
@@ -102,8 +103,12 @@ class DeploymentQuerySet(models.QuerySet):
 
 
 class Deployment(models.Model):
-    project = models.ForeignKey("deliveries.Project", on_delete=models.CASCADE, related_name="deployments")
-    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    # Indexed by deploy_project_env_started, which starts with it.
+    project = models.ForeignKey(
+        "deliveries.Project", on_delete=models.CASCADE, related_name="deployments", db_index=False
+    )
+    # Indexed by deploy_env_started, which starts with it.
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments", db_index=False)
     source_run = models.ForeignKey(
         "deliveries.PipelineRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments"
     )
@@ -141,7 +146,8 @@ class Deployment(models.Model):
 
 
 class AvailabilityCheck(models.Model):
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="checks")
+    # Indexed by check_env_checked, which starts with it.
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="checks", db_index=False)
     deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="checks"
     )

@@ -19,7 +19,8 @@ class ReportStatus(models.TextChoices):
 class Report(models.Model):
     """A raw report file as uploaded, and the state of its ingestion."""
 
-    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="reports")
+    # Indexed by report_run_kind, which starts with it.
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="reports", db_index=False)
     kind = models.CharField(max_length=16, choices=ReportKind.choices, blank=True, help_text="Empty until detected")
     file = models.FileField(upload_to="reports/%Y/%m/", max_length=500)
     original_name = models.CharField(max_length=255, blank=True)
@@ -62,7 +63,8 @@ class Finding(models.Model):
     """One Trivy finding. `fingerprint` is built from identifiers only, so it matches across runs and images."""
 
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="findings")
-    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="findings")
+    # Indexed by finding_run_fingerprint, which starts with it.
+    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="findings", db_index=False)
     artifact_name = models.CharField(max_length=255, blank=True, help_text="Scanned image or path, without tag")
     target = models.CharField(max_length=500, blank=True)
     finding_class = models.CharField(max_length=20, choices=FindingClass.choices)
@@ -100,7 +102,10 @@ class ScenarioStatus(models.TextChoices):
 
 class AttackScenario(models.Model):
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="scenarios")
-    run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="scenarios")
+    # Indexed by scenario_run_status, which starts with it.
+    run = models.ForeignKey(
+        "deliveries.PipelineRun", on_delete=models.CASCADE, related_name="scenarios", db_index=False
+    )
     feature = models.CharField(max_length=500)
     name = models.CharField(max_length=500)
     line = models.PositiveIntegerField(null=True, blank=True)
@@ -122,7 +127,8 @@ class AttackScenario(models.Model):
 class LoadTestStat(models.Model):
     """Statistics of one JMeter label, or of all samples when is_total."""
 
-    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_stats")
+    # Indexed by loadstat_unique_label, which starts with it.
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_stats", db_index=False)
     run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="load_stats")
     label = models.CharField(max_length=500)
     is_total = models.BooleanField(default=False)
@@ -154,7 +160,8 @@ class LoadTestStat(models.Model):
 class LoadTestBucket(models.Model):
     """All samples of one time slice of a load test, for charts."""
 
-    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_buckets")
+    # Indexed by bucket_unique_slice, which starts with it.
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_buckets", db_index=False)
     started_at = models.DateTimeField()
     width_seconds = models.PositiveIntegerField()
     samples = models.PositiveIntegerField()
