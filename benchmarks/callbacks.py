@@ -12,14 +12,17 @@ one run per build number, every status one of those sent. It also prints what ea
 machine in CPU, and the ceiling that follows: the ratio a stage callback would reach if it cost the machine what
 a minimal request does plus what PostgreSQL spends on its write (no work of the API's own, no wait on the disk).
 Where that ceiling is near 0.5, no implementation that writes each callback to the database as it arrives meets
-the ratio target; only taking writes off the request path (a queue, 202 answers) could.
+the ratio target. --queued-bound measures how far taking the writes off the request path (a queue, 202 answers)
+could go at best.
 
     .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
     .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
     .venv/bin/python benchmarks/callbacks.py --compare-workers    # sync and gthread, one after the other
     .venv/bin/python benchmarks/callbacks.py --async-stage-commit # STAGE_CALLBACKS_SYNCHRONOUS_COMMIT=false
+    .venv/bin/python benchmarks/callbacks.py --queued-bound       # also the request half of a write-behind design
 
-Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and wrk (installed with apt-get when missing).
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and wrk (installed with apt-get when missing); --queued-bound
+also needs Redis (--redis-url).
 """
 
 import argparse
@@ -51,6 +54,7 @@ RUNS, STAGES = 50, 20
 STATUSES_SENT = {"running", "success", "failed"}
 TARGET_RPS = 1000.0
 TARGET_RATIO = 0.5
+QUEUE_STREAM = "portal-bench:stage-callbacks"  # Redis stream of --queued-bound, deleted afterwards
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -326,7 +330,7 @@ def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_pat
     wrk_env = {"BENCH_TOKEN": token, "BENCH_PATH_PREFIX": f"/api/v1/projects/{SLUG}/runs/",
                "BENCH_RUNS": str(RUNS), "BENCH_STAGES": str(STAGES)}
     load = {"threads": args.wrk_threads, "connections": args.connections}
-    api, minimal, sent, warm_errors = [], [], [], 0
+    api, minimal, queued, sent, warm_errors = [], [], [], [], 0
     with gunicorn(env, workers=args.workers, worker_class=worker_class, threads=args.threads,
                   log_path=log_path) as (base, master):
 
@@ -364,19 +368,24 @@ def measure(args, wrk: str, env: dict, token: str, *, worker_class: str, log_pat
             api.append({**hot, "errors": hot["non_2xx"] + hot["socket_errors"]})
             run_wrk(wrk, base + "/bench/minimal/", "minimal.lua", seconds=args.warmup, env=wrk_env, **load)
             minimal.append(measured(base + "/bench/minimal/", "minimal.lua", args.duration, wrk_env))
+            if args.queued_bound:
+                queued_env = {**wrk_env, "BENCH_PATH_PREFIX": f"/bench/queued/{SLUG}/runs/"}
+                run_wrk(wrk, base, "callbacks.lua", seconds=args.warmup, env=queued_env, **load)
+                queued.append(measured(base, "callbacks.lua", args.duration, queued_env))
     api[0]["errors"] += warm_errors
     best_api = statistics.median(result["rps"] for result in api)
     best_minimal = statistics.median(result["rps"] for result in minimal)
-    return {"worker_class": worker_class, "api": api, "minimal": minimal, "api_rps": best_api,
+    return {"worker_class": worker_class, "api": api, "minimal": minimal, "queued": queued, "api_rps": best_api,
             "minimal_rps": best_minimal, "errors": sum(result["errors"] for result in api),
             "minimal_errors": sum(r["non_2xx"] + r["socket_errors"] for r in minimal), "sent": sent}
 
 
 def report(result: dict, args) -> None:
     label = result["worker_class"] + (f" x{args.threads} threads" if result["worker_class"] == "gthread" else "")
-    for name, runs in (("stage upsert", result["api"]), ("minimal view", result["minimal"])):
+    for name, runs in (("stage upsert", result["api"]), ("minimal view", result["minimal"]),
+                       ("queued (bound)", result["queued"])):
         for run in runs:
-            print(f"  {label:<20} {name:<13} {run['rps']:>9,.0f} req/s  {run['requests']:>7,} requests  "
+            print(f"  {label:<20} {name:<14} {run['rps']:>9,.0f} req/s  {run['requests']:>7,} requests  "
                   f"latency avg {run['latency_avg']} p99 {run['latency_p99']}  non-2xx {run['non_2xx']}  "
                   f"socket errors {run['socket_errors']}  CPU per request: gunicorn {run['cpu_ms_gunicorn']:.2f} ms, "
                   f"PostgreSQL {run['cpu_ms_postgres']:.2f} ms, whole machine {run['cpu_ms_machine']:.2f} ms "
@@ -397,6 +406,12 @@ def ceiling(result: dict) -> dict:
             "idle_share": statistics.median(run["idle_share"] for run in result["api"])}
 
 
+def forget_queued_callbacks(redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).delete(QUEUE_STREAM)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per load (default 10)")
@@ -415,6 +430,11 @@ def main() -> int:
                              "settings)")
     parser.add_argument("--no-health-checks", action="store_true",
                         help="experiment: CONN_HEALTH_CHECKS off (not the portal's settings)")
+    parser.add_argument("--queued-bound", action="store_true",
+                        help="also measure the request half of a write-behind design (token, validation, append to a "
+                             "Redis stream, 202; no database work): an upper bound for any design that applies stage "
+                             "callbacks after answering (benchmarks/callbacks_urls.py)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="Redis for --queued-bound")
     parser.add_argument("--async-stage-commit", action="store_true",
                         help="STAGE_CALLBACKS_SYNCHRONOUS_COMMIT=false: stage callbacks commit without waiting for "
                              "the disk (an opt-in setting, not the default)")
@@ -431,6 +451,8 @@ def main() -> int:
             env["BENCH_CONN_HEALTH_CHECKS"] = "0"
         if args.async_stage_commit:
             env["STAGE_CALLBACKS_SYNCHRONOUS_COMMIT"] = "false"
+        if args.queued_bound:
+            env.update(BENCH_REDIS_URL=args.redis_url, BENCH_QUEUE_STREAM=QUEUE_STREAM)
         log_path = Path(var_dir) / "gunicorn.log"
         for worker_class in classes:
             with throwaway_database():
@@ -444,6 +466,8 @@ def main() -> int:
                 result["queries"] = queries
                 results.append(result)
         server_log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if args.queued_bound:
+        forget_queued_callbacks(args.redis_url)
 
     experiments = [name for name, on in (("server-side binding", args.server_side_binding),
                                          ("no health checks", args.no_health_checks),
@@ -485,6 +509,12 @@ def main() -> int:
           f"{best['postgres_ms']:.2f} ms on a stage write, so no stage callback written to the database as it "
           f"arrives can pass {best['ratio']:.3f} of the minimal view's rate here; this one costs "
           f"{best['stage_ms']:.2f} ms, with {best['idle_share']:.0%} of the CPUs idle, waiting")
+    if chosen["queued"]:
+        bound = statistics.median(run["rps"] for run in chosen["queued"]) / chosen["minimal_rps"]
+        failed = sum(run["non_2xx"] + run["socket_errors"] for run in chosen["queued"])
+        print(f"  write-behind bound: answering 202 after validating and queueing in Redis, with no database work, "
+              f"reaches {bound:.3f} of the minimal view's rate; applying the queued callbacks would take its CPU from "
+              f"that" + (f" (NOT MEANINGFUL: {failed:,} requests failed, is Redis up?)" if failed else ""))
     lines = [
         bench_line("callbacks_stage_upsert_rps", chosen["api_rps"], TARGET_RPS, chosen["api_rps"] >= TARGET_RPS),
         bench_line("callbacks_vs_minimal_view", ratio, TARGET_RATIO, ratio >= TARGET_RATIO),
