@@ -9,7 +9,7 @@ import pytest
 
 from deliveries import jenkins
 from deliveries.jenkins import JenkinsError
-from tests.fakes.jenkins import FakeJenkins, Scenario
+from simulators.jenkins import Scenario, SimulatedJenkins
 
 USER, TOKEN = "portal", "s3cret-api-token"
 JOB = "delivery/shop"
@@ -17,7 +17,7 @@ JOB = "delivery/shop"
 
 @pytest.fixture
 def fake():
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.2) as fake:
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.2) as fake:
         fake.add_job(JOB)
         yield fake
 

@@ -12,8 +12,8 @@ from deliveries.models import PipelineRun, ProjectToken, RunStatus, RunTrigger
 from environments.models import DeploymentStatus
 from portal.roles import Role
 from scanners.models import ReportStatus
+from simulators.jenkins import DEV_STAGES, PortalTarget, SimulatedJenkins
 from tests.factories import EnvironmentFactory, ProjectFactory, UserFactory
-from tests.fakes.jenkins import DEV_STAGES, FakeJenkins, PortalTarget
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +43,7 @@ def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, cl
     EnvironmentFactory(slug="staging")
     _, token = ProjectToken.issue(project=project)
 
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.1, speed=0.03, callback_backoff=0.1) as fake:
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.1, speed=0.03, callback_backoff=0.1) as fake:
         fake.add_job(JOB, portal=PortalTarget(live_server.url, project.slug, token))
         settings.JENKINS_URL = fake.url
         settings.JENKINS_USER, settings.JENKINS_TOKEN = USER, TOKEN

@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from deliveries import triggers
 from deliveries.models import PipelineRun, RunStatus, RunTrigger
+from simulators.jenkins import Scenario, SimulatedJenkins
 from tests.factories import ProjectFactory, RunFactory, StageFactory
-from tests.fakes.jenkins import FakeJenkins, Scenario
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def jenkins_settings(settings):
 def fake(settings, monkeypatch):
     monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.01)
     monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.05)
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02) as fake:
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02) as fake:
         fake.add_job(JOB)
         settings.JENKINS_URL = fake.url
         settings.JENKINS_USER, settings.JENKINS_TOKEN = USER, TOKEN

@@ -8,8 +8,8 @@ import pytest
 
 from deliveries import tasks, triggers
 from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
+from simulators.jenkins import Scenario, SimulatedJenkins
 from tests.factories import ProjectFactory, RunFactory, UserFactory
-from tests.fakes.jenkins import FakeJenkins, Scenario
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def fast(monkeypatch):
 
 @pytest.fixture
 def fake(settings):
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02) as fake:
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02) as fake:
         fake.add_job(JOB)
         settings.JENKINS_URL = fake.url
         settings.JENKINS_USER = USER

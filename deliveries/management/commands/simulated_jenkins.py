@@ -1,4 +1,4 @@
-"""Serve the imitation Jenkins of the tests (tests/fakes/jenkins.py) for the local demo (`make run`).
+"""Serve the simulated Jenkins (simulators/jenkins.py) for the local demo (`make run`).
 
 Each project's `jenkins_job_path` becomes a job whose builds play the pipeline against the portal with
 that project's API token. The tokens are kept in var/simulated_jenkins_tokens.json (0600) and reused while
@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Max
 
 from deliveries.models import Project, ProjectToken
+from simulators.jenkins import PortalTarget, SimulatedJenkins
 
 ISSUED_AS = "simulated-jenkins"  # the name of the project tokens it issues
 
@@ -31,10 +32,6 @@ class Command(BaseCommand):
         parser.add_argument("--queue-seconds", type=float, default=2.0, help="Seconds a build waits in the queue")
 
     def handle(self, *args, host, port, portal_url, speed, queue_seconds, **options):
-        try:
-            from tests.fakes.jenkins import FakeJenkins, PortalTarget
-        except ImportError as exc:
-            raise CommandError("The simulated Jenkins lives in tests/fakes/jenkins.py, which is missing.") from exc
         if not settings.JENKINS_USER or not settings.JENKINS_TOKEN:
             raise CommandError("Set JENKINS_USER and JENKINS_TOKEN: the simulated Jenkins asks for them as real one.")
         projects = [p for p in Project.objects.order_by("slug") if p.jenkins_job_path]
@@ -42,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError("No project has a Jenkins job path: run `manage.py seed_demo` first.")
         tokens = project_tokens(projects, Path(settings.VAR_DIR) / "simulated_jenkins_tokens.json")
         try:
-            fake = FakeJenkins(
+            fake = SimulatedJenkins(
                 users={settings.JENKINS_USER: settings.JENKINS_TOKEN},
                 host=host, port=port, speed=speed, queue_seconds=queue_seconds,
             )

@@ -10,7 +10,7 @@ project's token: run start, every stage, Trivy reports, image artifacts, the sta
 and JMeter reports, and the final result. Knobs: `speed` (seconds an average stage takes), `queue_seconds`
 (how long an item waits in the queue) and `scenario` (fail at a stage, or hold at one until stopped).
 
-    with FakeJenkins(users={"demo": "secret"}) as fake:
+    with SimulatedJenkins(users={"demo": "secret"}) as fake:
         fake.add_job("delivery/shop", portal=PortalTarget(live_server.url, "shop", token))
 """
 
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import requests
 
 from deliveries.models import DELIVERY_CHAIN
-from tests.scanners import samples
+from simulators import reports
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class FakeJenkins:
+class SimulatedJenkins:
     def __init__(
         self,
         *,
@@ -181,7 +181,7 @@ class FakeJenkins:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def start(self) -> FakeJenkins:
+    def start(self) -> SimulatedJenkins:
         self.serving = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-jenkins", daemon=True)
         self.serving.start()
@@ -203,7 +203,7 @@ class FakeJenkins:
             if build.thread:
                 build.thread.join(timeout=5)
 
-    def __enter__(self) -> FakeJenkins:
+    def __enter__(self) -> SimulatedJenkins:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -514,7 +514,7 @@ class FakeJenkins:
 class Player:
     """Plays one build's callbacks, in the Jenkinsfile's order, against the portal."""
 
-    def __init__(self, fake: FakeJenkins, build: Build):
+    def __init__(self, fake: SimulatedJenkins, build: Build):
         self.fake, self.build = fake, build
         self.portal = build.job.portal
         self.rng = random.Random(f"{build.job.path}#{build.number}")
@@ -585,7 +585,7 @@ class Player:
         tag = self.commit[:8]
         if name == "Trivy scan":
             for image in IMAGES:
-                report = samples.trivy_report(self.vulnerabilities(image), image=f"{REGISTRY}/{slug}/{image}:{tag}")
+                report = reports.trivy_report(self.vulnerabilities(image), image=f"{REGISTRY}/{slug}/{image}:{tag}")
                 self.upload(f"trivy-{image}.json", report, "trivy", "application/json")
         elif name == "Push images":
             for image in IMAGES:
@@ -603,15 +603,15 @@ class Player:
                 "started_at": started, "finished_at": iso_now(), "log": log + f"\n{environment} is healthy",
             })
         elif name == "Gauntlt attacks":
-            report = samples.cucumber_report([(attack, "passed", "") for attack in ATTACKS])
+            report = reports.cucumber_report([(attack, "passed", "") for attack in ATTACKS])
             self.upload("gauntlt.json", report, "gauntlt", "application/json")
         elif name == "Load test":
-            self.upload("jmeter.jtl", samples.jtl_csv(self.load_samples()), "jmeter", "text/csv")
+            self.upload("jmeter.jtl", reports.jtl_csv(self.load_samples()), "jmeter", "text/csv")
 
     def vulnerabilities(self, image: str) -> list[dict]:
         rng = random.Random(f"{self.build.job.path}#{self.build.number}:{image}")
         picked = rng.sample(KNOWN_VULNERABILITIES, k=rng.randint(2, 4))
-        return [samples.trivy_vulnerability(cve, package=package, installed=installed, severity=severity, fixed=fixed)
+        return [reports.trivy_vulnerability(cve, package=package, installed=installed, severity=severity, fixed=fixed)
                 for cve, package, installed, severity, fixed in picked]
 
     def load_samples(self) -> list[tuple[int, int, str, bool]]:

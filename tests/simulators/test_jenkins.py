@@ -10,7 +10,7 @@ import jenkins as python_jenkins
 import pytest
 import requests
 
-from tests.fakes.jenkins import DEV_STAGES, RELEASE_STAGES, FakeJenkins, PortalTarget, Scenario
+from simulators.jenkins import DEV_STAGES, RELEASE_STAGES, PortalTarget, Scenario, SimulatedJenkins
 
 USER, TOKEN = "portal", "api-token"
 JOB = "delivery/shop"
@@ -66,7 +66,7 @@ def recorder():
 
 @pytest.fixture
 def fake(recorder):
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02, callback_backoff=0.01) as fake:
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02, callback_backoff=0.01) as fake:
         fake.add_job(JOB, portal=PortalTarget(recorder.url, "shop", "dp_token"))
         yield fake
 
@@ -307,7 +307,7 @@ def test_a_callback_is_retried_until_it_passes(fake, server, recorder):
 
 def test_a_portal_that_is_down_does_not_crash_the_build(recorder):
     recorder.stop()
-    with FakeJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.01, callback_attempts=2,
+    with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.01, callback_attempts=2,
                      callback_backoff=0.01) as fake:
         fake.add_job(JOB, portal=PortalTarget(recorder.url, "shop", "dp_token"))
         server = python_jenkins.Jenkins(fake.url, username=USER, password=TOKEN, timeout=5)
