@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv lint clean test-tools
+.PHONY: run test venv lint clean test-tools shell
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,13 +35,13 @@ run: venv var/secret_key var/admin_password var/demo_password
 	export SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}"; \
 	jenkins=""; worker=""; \
 	stop_background() { \
-		[ -n "$$jenkins" ] && kill "$$jenkins" 2>/dev/null; \
+		if [ -n "$$jenkins" ]; then kill "$$jenkins" 2>/dev/null || true; fi; \
 		[ -n "$$worker" ] || return 0; \
 		kill -TERM -- "-$$worker" 2>/dev/null; \
 		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$$worker" 2>/dev/null || return 0; sleep 1; done; \
 		kill -KILL -- "-$$worker" 2>/dev/null; return 0; \
 	}; \
-	trap 'stop_background' EXIT INT TERM; \
+	trap 'stop_background' EXIT; trap 'exit 0' INT TERM; \
 	if [ -z "$${JENKINS_URL:-}" ]; then \
 		sim_port="$${JENKINS_SIM_PORT:-8081}"; \
 		export JENKINS_URL="http://127.0.0.1:$$sim_port" JENKINS_USER=demo JENKINS_SIMULATED=true \
@@ -55,6 +55,11 @@ run: venv var/secret_key var/admin_password var/demo_password
 	setsid $(PY) manage.py qcluster & worker=$$!; \
 	( sleep 3; $(PY) manage.py check_worker --timeout 60 ) & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+# A Django shell (or any command: `make shell CMD="showmigrations"`) with the settings `make run` uses.
+CMD ?= shell
+shell: venv var/secret_key
+	@SECRET_KEY="$$(cat var/secret_key)" DEBUG="$${DEBUG:-true}" $(PY) manage.py $(CMD)
 
 lint: venv
 	$(PY) -m ruff check .

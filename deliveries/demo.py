@@ -160,6 +160,9 @@ def ensure_users(password: str | None) -> None:
                 user.set_unusable_password()
             user.save()
         user.groups.add(Group.objects.get(name=role))
+        if role == Role.OPERATOR and not user.is_staff:
+            user.is_staff = True  # operators configure environments in the admin
+            user.save(update_fields=["is_staff"])
 
 
 def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Environment]) -> tuple[int, int]:

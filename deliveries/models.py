@@ -312,10 +312,6 @@ class Waiver(models.Model):
     def __str__(self):
         return f"{self.identifier} waived until {self.expires_at:%Y-%m-%d}"
 
-    @property
-    def is_active(self) -> bool:
-        return self.expires_at > timezone.now()
-
 
 class PromotionState(models.TextChoices):
     REQUESTED = "requested", "Requested"

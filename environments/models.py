@@ -36,10 +36,6 @@ class Environment(models.Model):
     def __str__(self):
         return self.name
 
-    def freeze_at(self, moment=None) -> "FreezeWindow | None":
-        moment = moment or timezone.now()
-        return self.freeze_windows.filter(starts_at__lte=moment, ends_at__gt=moment).first()
-
 
 class FreezeWindow(models.Model):
     """A period when nothing may be deployed to an environment."""

@@ -7,6 +7,8 @@ a portal that starts with a half-understood configuration is worse than one that
 
 from __future__ import annotations
 
+import logging
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +50,28 @@ def read_list(environ: Mapping[str, str], name: str, default: list[str]) -> list
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def read_time_zone(environ: Mapping[str, str], name: str, default: str) -> str:
+    """An IANA time zone name (Europe/Paris, UTC), checked against the zone database."""
+    raw = environ.get(name, "").strip() or default
+    try:
+        zoneinfo.ZoneInfo(raw)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        message = f"{name}={raw!r} is not a time zone: use an IANA name such as UTC or Europe/Paris."
+        raise ImproperlyConfigured(message) from None
+    return raw
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def read_log_level(environ: Mapping[str, str], name: str, default: str) -> str:
+    raw = environ.get(name, "").strip() or default
+    level = raw.upper()
+    if level not in LOG_LEVELS or not isinstance(logging.getLevelName(level), int):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a log level: use one of {', '.join(LOG_LEVELS)}.")
+    return level
 
 
 def read_url(environ: Mapping[str, str], name: str, *, schemes: set[str]) -> str:

@@ -79,20 +79,18 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = E.get("TIME_ZONE", "UTC")
+TIME_ZONE = env.read_time_zone(E, "TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-MEDIA_URL = "media/"
 MEDIA_ROOT = Path(E.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # Raw reports live in Django storage: local disk by default, S3 (or moto) when a bucket is named.
 AWS_STORAGE_BUCKET_NAME = E.get("AWS_STORAGE_BUCKET_NAME", "")
 AWS_S3_ENDPOINT_URL = env.read_url(E, "AWS_S3_ENDPOINT_URL", schemes={"http", "https"}) or None
 AWS_S3_REGION_NAME = E.get("AWS_REGION", "eu-west-1")
-AWS_REGION = AWS_S3_REGION_NAME
 AWS_S3_ADDRESSING_STYLE = "path"
 AWS_DEFAULT_ACL = None
 if AWS_STORAGE_BUCKET_NAME:
@@ -131,7 +129,6 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from our own static files: the portal works offline, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
 }
 
 # Background work: django-q2 on the ORM broker by default, Redis when REDIS_URL is set.
@@ -143,7 +140,7 @@ Q_CLUSTER = {
     "retry": 720,  # longer than timeout, or a slow task is handed out twice
     "max_attempts": 3,
     "queue_limit": 50,
-    "catch_up": False,
+    "catch_up": False,  # a Schedule missed while no worker ran runs once, not once per missed slot
     "label": "Background tasks",
     "sync": env.read_bool(E, "Q_SYNC", default=False),
 }
@@ -171,6 +168,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": E.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.read_log_level(E, "LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

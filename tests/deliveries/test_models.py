@@ -44,19 +44,6 @@ def test_it_refuses_a_freeze_window_that_ends_before_it_starts():
         FreezeWindow.objects.create(environment=EnvironmentFactory(), starts_at=now, ends_at=now, reason="x")
 
 
-def test_it_finds_the_freeze_window_in_force():
-    from django.utils import timezone
-
-    environment = EnvironmentFactory()
-    now = timezone.now()
-    window = FreezeWindow.objects.create(
-        environment=environment, starts_at=now - timezone.timedelta(hours=1), ends_at=now + timezone.timedelta(hours=1),
-        reason="Black Friday",
-    )
-    assert environment.freeze_at(now) == window
-    assert environment.freeze_at(now + timezone.timedelta(hours=2)) is None
-
-
 def test_it_keeps_only_a_hash_of_a_project_token():
     project = ProjectFactory()
     row, token = ProjectToken.issue(project=project)

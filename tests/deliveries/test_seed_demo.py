@@ -55,3 +55,6 @@ def test_it_gives_demo_users_their_roles(monkeypatch):
     user = authenticate(username="tom.lead", password="demo-password-123")
     assert user is not None
     assert list(user.groups.values_list("name", flat=True)) == ["techlead"]
+    operator = authenticate(username="olga.ops", password="demo-password-123")
+    assert operator.is_staff and operator.has_perm("environments.change_environment")
+    assert not user.is_staff

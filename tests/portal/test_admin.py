@@ -49,3 +49,30 @@ def test_issuing_a_token_shows_it_once_and_stores_only_its_hash(admin_client):
     row = ProjectToken.find(token)
     assert row is not None and row.project == project
     assert token not in row.token_hash
+
+
+def test_an_operator_with_staff_status_manages_environments_but_cannot_rewrite_deployments(client):
+    from environments.models import Environment
+    from portal.roles import Role
+
+    deployment = DeploymentFactory()
+    client.force_login(UserFactory(username="olga", is_staff=True, roles=[Role.OPERATOR]))
+    assert client.get(reverse("admin:environments_environment_changelist")).status_code == 200
+    response = client.post(reverse("admin:environments_environment_add"), {
+        "name": "qa", "slug": "qa", "tier": "staging", "order": 5,
+        "hosts-TOTAL_FORMS": 0, "hosts-INITIAL_FORMS": 0, "freeze_windows-TOTAL_FORMS": 0,
+        "freeze_windows-INITIAL_FORMS": 0,
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Environment.objects.filter(slug="qa").exists()
+    change = reverse("admin:environments_deployment_change", args=[deployment.pk])
+    assert client.get(change).status_code == 200  # history can be read, not deleted
+    delete = reverse("admin:environments_deployment_delete", args=[deployment.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+
+
+def test_a_developer_with_staff_status_cannot_touch_environments(client):
+    from portal.roles import Role
+
+    client.force_login(UserFactory(username="dana", is_staff=True, roles=[Role.DEVELOPER]))
+    assert client.get(reverse("admin:environments_environment_changelist")).status_code == 403

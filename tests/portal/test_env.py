@@ -98,3 +98,32 @@ def test_it_prepares_statements_on_postgres_unless_told_not_to(tmp_path):
     assert config["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 2}
     config = env.read_database({**url, "DATABASE_PREPARED_STATEMENTS": "false"}, default_sqlite_path=tmp_path / "x")
     assert "server_side_binding" not in config.get("OPTIONS", {})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", "UTC"), ("Europe/Paris", "Europe/Paris"), ("UTC", "UTC")])
+def test_it_reads_a_time_zone(raw, expected):
+    assert env.read_time_zone({"TIME_ZONE": raw}, "TIME_ZONE", "UTC") == expected
+
+
+@pytest.mark.parametrize("raw", ["Mars/Olympus", "CEST+2", "../../etc/passwd"])
+def test_it_refuses_an_unknown_time_zone_naming_the_variable(raw):
+    with pytest.raises(ImproperlyConfigured, match="TIME_ZONE"):
+        env.read_time_zone({"TIME_ZONE": raw}, "TIME_ZONE", "UTC")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", "INFO"), ("debug", "DEBUG"), ("WARNING", "WARNING")])
+def test_it_reads_a_log_level(raw, expected):
+    assert env.read_log_level({"LOG_LEVEL": raw}, "LOG_LEVEL", "INFO") == expected
+
+
+@pytest.mark.parametrize("raw", ["LOUD", "5", "WARN x"])
+def test_it_refuses_an_unknown_log_level_naming_the_variable(raw):
+    with pytest.raises(ImproperlyConfigured, match="LOG_LEVEL"):
+        env.read_log_level({"LOG_LEVEL": raw}, "LOG_LEVEL", "INFO")
+
+
+@pytest.mark.parametrize(("name", "value"), [("TIME_ZONE", "Mars/Olympus"), ("LOG_LEVEL", "LOUD")])
+def test_the_portal_refuses_to_start_with_a_bad_time_zone_or_log_level(name, value, tmp_path):
+    finished = start_portal({"SECRET_KEY": "x" * 50, "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", name: value})
+    assert finished.returncode != 0
+    assert name in finished.stderr
