@@ -81,8 +81,7 @@ def run_pipeline(request, slug):
             project=project, branch=form.cleaned_data["branch"], commit=form.cleaned_data["commit"], user=request.user
         )
     except triggers.AlreadyQueued as exc:
-        messages.warning(request, str(exc))
-        return redirect(exc.run)
+        return already_queued(request, exc)
     except triggers.TriggerRefused as exc:
         messages.error(request, str(exc))
         return redirect(project)
@@ -93,6 +92,18 @@ def run_requested(request, run):
     where = "the simulated Jenkins" if settings.JENKINS_SIMULATED else "Jenkins"
     messages.success(request, f"Run of {run.branch} requested: {where} is asked to start it.")
     return redirect(run)
+
+
+def already_queued(request, refusal: triggers.AlreadyQueued):
+    messages.warning(request, str(refusal))
+    return redirect(refusal.run)  # the page of the run already waiting
+
+
+def run_refused(request, run, reason: str = "", *, status: int = 409, **context):
+    """The run page again, saying why the action was refused (409), or with the form's errors (400)."""
+    if reason:
+        messages.warning(request, reason)
+    return render(request, "deliveries/run_detail.html", run_context(request, run, **context), status=status)
 
 
 def run_context(request, run, *, close_form=None) -> dict:
@@ -152,8 +163,7 @@ def run_abort(request, slug, run_id):
     try:
         triggers.request_abort(run=run, user=request.user)
     except triggers.TriggerRefused as exc:
-        messages.warning(request, str(exc))
-        return render(request, "deliveries/run_detail.html", run_context(request, run), status=409)
+        return run_refused(request, run, str(exc))
     messages.success(request, "Abort requested: Jenkins is asked to stop the run.")
     return redirect(run)
 
@@ -165,12 +175,11 @@ def run_close(request, slug, run_id):
     run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
     form = RunCloseForm(request.POST)
     if not form.is_valid():
-        return render(request, "deliveries/run_detail.html", run_context(request, run, close_form=form), status=400)
+        return run_refused(request, run, status=400, close_form=form)
     try:
         triggers.close_run(run=run, user=request.user, reason=form.cleaned_data["reason"])
     except triggers.TriggerRefused as exc:
-        messages.warning(request, str(exc))
-        return render(request, "deliveries/run_detail.html", run_context(request, run), status=409)
+        return run_refused(request, run, str(exc))
     messages.success(request, "Run closed as aborted.")
     return redirect(run)
 
@@ -182,11 +191,9 @@ def run_retry(request, slug, run_id):
     try:
         retried = triggers.request_retry(run=run, user=request.user)
     except triggers.AlreadyQueued as exc:
-        messages.warning(request, str(exc))
-        return redirect(exc.run)
+        return already_queued(request, exc)
     except triggers.TriggerRefused as exc:
-        messages.warning(request, str(exc))
-        return render(request, "deliveries/run_detail.html", run_context(request, run), status=409)
+        return run_refused(request, run, str(exc))
     return run_requested(request, retried)
 
 

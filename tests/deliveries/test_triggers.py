@@ -529,3 +529,36 @@ def test_a_reconcile_window_that_makes_no_sense_stops_the_portal_at_start(value,
                              env=environment, capture_output=True, text=True, timeout=60)
     assert checked.returncode != 0
     assert "RECONCILE_RUNS_AFTER_MINUTES" in checked.stderr and error in checked.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_run_pipeline_presses_queue_one_run(settings):
+    import threading
+
+    from django.db import connections
+
+    settings.JENKINS_URL = "http://127.0.0.1:9"  # never reached: the trigger task is not queued here
+    project = ProjectFactory(jenkins_job_path=JOB)
+    user = UserFactory(username="dana", roles=["developer"])
+    barrier, outcomes = threading.Barrier(6), []
+
+    def press():
+        try:
+            barrier.wait(timeout=10)
+            triggers.request_run(project=project, branch="dev", commit="abc1234", user=user)
+            outcomes.append("queued")
+        except triggers.AlreadyQueued:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 - any other error fails the test below
+            outcomes.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    with mock.patch("deliveries.triggers.async_task"):
+        threads = [threading.Thread(target=press) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert sorted(outcomes) == ["queued"] + ["refused"] * 5
+    assert PipelineRun.objects.filter(project=project).count() == 1
