@@ -43,6 +43,13 @@ class RunPipelineForm(forms.Form):
         return commit
 
 
+class RunCloseForm(forms.Form):
+    reason = forms.CharField(
+        max_length=300, strip=True, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Shown on the run page and kept in the audit log.",
+    )
+
+
 class RunFilterForm(forms.Form):
     """The run history's filters; invalid values are ignored rather than refused (it is a GET form)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import jenkins
 import requests
@@ -38,6 +39,16 @@ class QueueState:
     build_number: int | None = None
     build_url: str = ""
     why: str = ""
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """What Jenkins says of a build: still building, or its result (SUCCESS, FAILURE, UNSTABLE, ABORTED...)."""
+
+    building: bool
+    result: str | None = None  # null while building, as Jenkins
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 def is_configured() -> bool:
@@ -128,6 +139,23 @@ def parse_queue_item(item: dict) -> QueueState:
 def build_info(job_path: str, number: int) -> dict:
     with translated(what=f"read build #{number}", missing=f"build #{number} of {job_path}"):
         return client().get_build_info(job_path, number)
+
+
+def parse_build_info(info: dict) -> BuildState:
+    result = info.get("result")
+    timestamp, duration = info.get("timestamp"), info.get("duration")
+    started = None
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool) and timestamp > 0:
+        started = datetime.fromtimestamp(timestamp / 1000, tz=UTC)
+    finished = None
+    if started and isinstance(duration, int) and not isinstance(duration, bool) and duration > 0 and result:
+        finished = started + timedelta(milliseconds=duration)
+    return BuildState(
+        building=bool(info.get("building")),
+        result=result if isinstance(result, str) else None,
+        started_at=started,
+        finished_at=finished,
+    )
 
 
 def console_output(job_path: str, number: int) -> str:

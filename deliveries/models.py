@@ -134,6 +134,9 @@ class PipelineRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    jenkins_checked_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the reconciler last asked Jenkins about this run"
+    )
 
     objects = PipelineRunQuerySet.as_manager()
 

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from deliveries import jenkins
 from deliveries.jenkins import JenkinsError
-from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
+from deliveries.models import AuditEvent, PipelineRun, Project, RunStatus, RunTrigger, Stage
+from deliveries.services import JENKINS_RESULTS, upsert_run
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,14 @@ class TriggerRefused(Exception):
     """The portal cannot start (or stop) a run; the message says why, for the user."""
 
 
+class AlreadyQueued(TriggerRefused):
+    """The same branch and commit already wait in the queue: `run` is that run."""
+
+    def __init__(self, message: str, *, run: PipelineRun):
+        super().__init__(message)
+        self.run = run
+
+
 def sleep(seconds: float) -> None:
     time.sleep(seconds)  # a seam for tests
 
@@ -47,12 +59,21 @@ def sleep(seconds: float) -> None:
 # --- From the web: record, audit, queue the task on commit -------------------------------------------------
 
 
-def request_run(*, project, branch: str, commit: str = "", user) -> PipelineRun:
+def request_run(*, project, branch: str, commit: str = "", user, retry_of: PipelineRun | None = None) -> PipelineRun:
     if not jenkins.is_configured():
         raise TriggerRefused("Jenkins is not configured (JENKINS_URL is empty): the portal cannot start runs.")
     if not project.jenkins_job_path:
         raise TriggerRefused(f"{project.name} has no Jenkins job path: an administrator sets it in the admin.")
     with transaction.atomic():
+        # One trigger of a project at a time decides whether its branch and commit already wait in the queue.
+        list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk"))
+        queued = (PipelineRun.objects.filter(project=project, branch=branch, commit_sha=commit, status=RunStatus.QUEUED)
+                  .order_by("created_at", "pk").first())
+        if queued is not None:
+            what = f"{branch} at {commit}" if commit else f"the head of {branch}"
+            raise AlreadyQueued(
+                f"A run of {what} is already queued: {run_label(queued)}. It starts when Jenkins takes it; abort it"
+                " to queue another.", run=queued)
         run = PipelineRun.objects.create(
             project=project,
             branch=branch,
@@ -61,9 +82,29 @@ def request_run(*, project, branch: str, commit: str = "", user) -> PipelineRun:
             triggered_by=user,
             status=RunStatus.QUEUED,
         )
-        audit(run, user=user, action="run.requested", data={"branch": branch, "commit": commit})
+        data = {"branch": branch, "commit": commit, **({"retry_of": retry_of.pk} if retry_of else {})}
+        audit(run, user=user, action="run.requested", data=data)
         transaction.on_commit(partial(queue_task, "deliveries.tasks.trigger_run", run.pk, "trigger"))
     return run
+
+
+def request_retry(*, run: PipelineRun, user) -> PipelineRun:
+    """Trigger the branch and commit of a run whose trigger failed again, as a new run."""
+    if run.status != RunStatus.TRIGGER_FAILED:
+        status = run.get_status_display().lower()
+        raise TriggerRefused(f"Only a run whose trigger failed can be retried; this one is {status}.")
+    return request_run(project=run.project, branch=run.branch, commit=run.commit_sha, user=user, retry_of=run)
+
+
+def close_run(*, run: PipelineRun, user, reason: str) -> None:
+    """End a run by hand, in the portal only (Jenkins is not asked): for a run nothing will ever report on."""
+    if not finish_aborted(run, reason=f"Closed by {user.get_username()}: {reason}", user=user, action="run.closed"):
+        run.refresh_from_db(fields=["status"])
+        raise TriggerRefused(f"This run has already finished ({run.get_status_display().lower()}): nothing to close.")
+
+
+def run_label(run: PipelineRun) -> str:
+    return f"#{run.build_number}" if run.build_number is not None else f"run {run.pk}"
 
 
 def request_abort(*, run: PipelineRun, user) -> None:
@@ -196,13 +237,13 @@ def attach_build(run: PipelineRun, build_number: int, build_url: str) -> None:
         logger.warning("Run %s: build #%s was recorded by a callback meanwhile", run.pk, build_number)
 
 
-def finish_aborted(run: PipelineRun, *, reason: str, user=None) -> bool:
+def finish_aborted(run: PipelineRun, *, reason: str, user=None, action: str = "run.aborted") -> bool:
     with transaction.atomic():
         updated = PipelineRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
             status=RunStatus.ABORTED, status_reason=reason[:500], finished_at=timezone.now()
         )
         if updated:
-            audit(run, user=user, action="run.aborted", data={"reason": reason})
+            audit(run, user=user, action=action, data={"reason": reason})
     return bool(updated)
 
 
@@ -244,3 +285,122 @@ def stop_on_jenkins(run: PipelineRun) -> None:
 
 def reload(run: PipelineRun) -> PipelineRun:
     return PipelineRun.objects.select_related("project").get(pk=run.pk)
+
+
+# --- The reconciler: runs that stopped reporting (a django-q2 Schedule runs it) ------------------------------
+
+RECONCILE_BATCH = 50  # runs asked about per sweep: a sweep stays far below the task timeout
+REASON_CHARS = 500  # PipelineRun.status_reason
+
+
+def quiet_runs(*, since):
+    """Queued or running runs Jenkins knows of (a queue item or a build) with no news since `since`: no start,
+    no stage starting or ending, and not asked about by the reconciler. The longest unasked come first."""
+    recent_stage = Stage.objects.filter(run=OuterRef("pk")).filter(Q(started_at__gte=since) | Q(finished_at__gte=since))
+    return (
+        PipelineRun.objects.filter(status__in=ACTIVE, created_at__lt=since)
+        .filter(Q(build_number__isnull=False) | Q(queue_id__isnull=False))
+        .exclude(project__jenkins_job_path="")
+        .exclude(started_at__gte=since)
+        .exclude(jenkins_checked_at__gte=since)
+        .exclude(Exists(recent_stage))
+        .select_related("project")
+        .order_by(F("jenkins_checked_at").asc(nulls_first=True), "created_at", "pk")
+    )
+
+
+def reconcile_runs(*, quiet_for: timedelta | None = None) -> dict[str, int]:
+    """Ask Jenkins about the runs that stopped reporting and take its word. Returns counts, for the task's result.
+
+    Jenkins unreachable (or refusing the portal): nothing changes, the sweep stops and the next one tries again.
+    """
+    counts = {"asked": 0, "finished": 0, "still_going": 0}
+    if not jenkins.is_configured():
+        return counts
+    quiet_for = quiet_for or timedelta(minutes=settings.RECONCILE_RUNS_AFTER_MINUTES)
+    for run in quiet_runs(since=timezone.now() - quiet_for)[:RECONCILE_BATCH]:
+        try:
+            finished = reconcile_run(run)
+        except JenkinsError as exc:
+            logger.warning("Reconciler: stopped at run %s, nothing changed: %s", run.pk, exc.reason)
+            break
+        counts["asked"] += 1
+        counts["finished" if finished else "still_going"] += 1
+    return counts
+
+
+def reconcile_run(run: PipelineRun) -> bool:
+    """Bring one quiet run in line with Jenkins; True when it ended. Raises JenkinsError when Jenkins did not
+    answer (or refused): then nothing was changed."""
+    if run.build_number is None:
+        try:
+            state = jenkins.queue_state(run.queue_id)
+        except JenkinsError as exc:
+            if exc.status != 404:
+                raise
+            return finish_aborted(run, reason=f"{exc.reason} No build reported for it since: the reconciler ended the "
+                                              "run as aborted.")
+        if state.cancelled:
+            return finish_aborted(run, reason="The build was cancelled in the Jenkins queue.")
+        if state.build_number is None:
+            mark_checked(run)
+            return False
+        attach_build(run, state.build_number, state.build_url)
+        run = reload(run)
+        if run.build_number is None:
+            return False
+    job_path = run.project.jenkins_job_path
+    try:
+        build = jenkins.parse_build_info(jenkins.build_info(job_path, run.build_number))
+    except JenkinsError as exc:
+        if exc.status != 404:
+            raise
+        finish_from_jenkins(run, status=RunStatus.ABORTED,
+                            reason=f"{exc.reason} The run had stopped reporting: the reconciler ended it as aborted.")
+        return True
+    status = JENKINS_RESULTS.get(build.result or "")
+    if build.building or status is None:
+        mark_checked(run)
+        return False
+    reason = ""
+    if status != RunStatus.SUCCESS:
+        reason = f"Jenkins says build #{run.build_number} ended {build.result}; the run had stopped reporting."
+        if status == RunStatus.FAILED:
+            reason += " " + console_tail(job_path, run.build_number, chars=REASON_CHARS - len(reason) - 1)
+    finish_from_jenkins(run, status=status, reason=reason, started_at=build.started_at, finished_at=build.finished_at)
+    return True
+
+
+def finish_from_jenkins(run: PipelineRun, *, status: str, reason: str, started_at=None, finished_at=None) -> None:
+    """End a numbered run as Jenkins says, through the callbacks' own rules (statuses only move forward)."""
+    fields = {"status": status, "started_at": started_at, "finished_at": finished_at}
+    upsert_run(project=run.project, build_number=run.build_number, fields=fields, actor_label="reconciler")
+    PipelineRun.objects.filter(pk=run.pk, status=status).update(status_reason=reason[:REASON_CHARS],
+                                                                 jenkins_checked_at=timezone.now())
+
+
+def console_tail(job_path: str, number: int, *, chars: int) -> str:
+    """How the build's console ends: its last whole lines, joined on one line within `chars`; "" when Jenkins
+    cannot say (the run still ends: the result is what matters)."""
+    try:
+        text = jenkins.console_output(job_path, number)
+    except JenkinsError as exc:
+        logger.info("Reconciler: no console for build #%s of %s: %s", number, job_path, exc.reason)
+        return ""
+    prefix, separator = "Console: ", " / "
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    kept, size = [], len(prefix)
+    for line in reversed(lines):
+        cost = len(line) + (len(separator) if kept else 0)
+        if size + cost > chars:
+            break
+        kept.append(line)
+        size += cost
+    if not kept and lines:
+        kept = [lines[-1][-(chars - len(prefix)):]]  # one line longer than the room: its end
+    return prefix + separator.join(reversed(kept)) if kept else ""
+
+
+def mark_checked(run: PipelineRun) -> None:
+    """Jenkins says the run is still going: ask again only once it has been quiet as long again."""
+    PipelineRun.objects.filter(pk=run.pk).update(jenkins_checked_at=timezone.now())

@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from deliveries import dora, selectors, triggers
-from deliveries.forms import RunFilterForm, RunPipelineForm
+from deliveries.forms import RunCloseForm, RunFilterForm, RunPipelineForm
 from deliveries.models import Project, RunStatus, StageStatus
 from environments import selectors as environment_selectors
 from portal import charts
@@ -80,21 +80,44 @@ def run_pipeline(request, slug):
         run = triggers.request_run(
             project=project, branch=form.cleaned_data["branch"], commit=form.cleaned_data["commit"], user=request.user
         )
+    except triggers.AlreadyQueued as exc:
+        return already_queued(request, exc)
     except triggers.TriggerRefused as exc:
         messages.error(request, str(exc))
         return redirect(project)
+    return run_requested(request, run)
+
+
+def run_requested(request, run):
     where = "the simulated Jenkins" if settings.JENKINS_SIMULATED else "Jenkins"
     messages.success(request, f"Run of {run.branch} requested: {where} is asked to start it.")
     return redirect(run)
 
 
-def run_context(request, run) -> dict:
+def already_queued(request, refusal: triggers.AlreadyQueued):
+    messages.warning(request, str(refusal))
+    return redirect(refusal.run)  # the page of the run already waiting
+
+
+def run_refused(request, run, reason: str = "", *, status: int = 409, **context):
+    """The run page again, saying why the action was refused (409), or with the form's errors (400)."""
+    if reason:
+        messages.warning(request, reason)
+    return render(request, "deliveries/run_detail.html", run_context(request, run, **context), status=status)
+
+
+def run_context(request, run, *, close_form=None) -> dict:
     can_abort = not run.is_finished and has_role(request.user, Role.DEVELOPER, Role.OPERATOR)
+    can_close = not run.is_finished and has_role(request.user, Role.OPERATOR)
+    can_retry = run.status == RunStatus.TRIGGER_FAILED and has_role(request.user, Role.DEVELOPER)
     stages = list(run.stages.all())
     return {
         "project": run.project,
         "run": run,
         "can_abort": can_abort,
+        "can_close": can_close,
+        "close_form": close_form or (RunCloseForm() if can_close else None),
+        "can_retry": can_retry,
         "timeline": stage_timeline(stages),
         "failed_stages": [s for s in stages if s.status in (StageStatus.FAILED, StageStatus.UNSTABLE)],
     }
@@ -140,10 +163,38 @@ def run_abort(request, slug, run_id):
     try:
         triggers.request_abort(run=run, user=request.user)
     except triggers.TriggerRefused as exc:
-        messages.warning(request, str(exc))
-        return render(request, "deliveries/run_detail.html", run_context(request, run), status=409)
+        return run_refused(request, run, str(exc))
     messages.success(request, "Abort requested: Jenkins is asked to stop the run.")
     return redirect(run)
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def run_close(request, slug, run_id):
+    """End a run by hand, in the portal only: for a run nothing will report on again (Jenkins lost it)."""
+    run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
+    form = RunCloseForm(request.POST)
+    if not form.is_valid():
+        return run_refused(request, run, status=400, close_form=form)
+    try:
+        triggers.close_run(run=run, user=request.user, reason=form.cleaned_data["reason"])
+    except triggers.TriggerRefused as exc:
+        return run_refused(request, run, str(exc))
+    messages.success(request, "Run closed as aborted.")
+    return redirect(run)
+
+
+@require_POST
+@role_required(Role.DEVELOPER)
+def run_retry(request, slug, run_id):
+    run = get_object_or_404(selectors.runs_with_details(), project__slug=slug, pk=run_id)
+    try:
+        retried = triggers.request_retry(run=run, user=request.user)
+    except triggers.AlreadyQueued as exc:
+        return already_queued(request, exc)
+    except triggers.TriggerRefused as exc:
+        return run_refused(request, run, str(exc))
+    return run_requested(request, retried)
 
 
 DORA_PERIODS = (7, 30, 90)

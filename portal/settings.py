@@ -154,6 +154,9 @@ JENKINS_URL = env.read_url(E, "JENKINS_URL", schemes={"http", "https"})
 JENKINS_USER = E.get("JENKINS_USER", "")
 JENKINS_TOKEN = E.get("JENKINS_TOKEN", "")
 JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
+# A queued or running run with no news (no start, no stage start or end) for this long is one the reconciler
+# asks Jenkins about; a build still going is asked again only after as long again.
+RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 30, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -222,6 +223,12 @@ class SimulatedJenkins:
     def build(self, path: str, number: int) -> Build:
         return self.jobs[path].builds[number]
 
+    def forget_build(self, path: str, number: int) -> None:
+        """Discard a build, as Jenkins' build retention (or deleting the job) does: then it answers 404."""
+        with self.lock:
+            build = self.jobs[path].builds.pop(number)
+        build.stopped.set()
+
     def wait_for_builds(self, timeout: float = 30) -> bool:
         """Wait until no build is running; True if they all finished in time."""
         deadline = time.monotonic() + timeout
@@ -241,13 +248,18 @@ class SimulatedJenkins:
         path, query = unquote(parts.path), {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self.lock:
             self.requests_seen.append((method, raw_path))
-        user = self.authenticated_user(headers.get("Authorization", ""))
-        if user is None:
+        authorization = headers.get("Authorization", "")
+        user = self.authenticated_user(authorization)
+        # As a Jenkins granting anonymous users read access: a browser without credentials may read the pages
+        # and console text the portal links to; the API, and every POST, still need basic auth.
+        if user is None and (authorization or method != "GET" or not is_page(path)):
             return 401, {"WWW-Authenticate": 'Basic realm="Jenkins"'}, b"Invalid password/token for user"
         if method == "POST" and not hmac.compare_digest(headers.get(CRUMB_FIELD, ""), self.crumb):
             return 403, {}, b"No valid crumb was included in the request"
         if path == "/" and method == "GET":
-            return html("Dashboard [Jenkins]")
+            jobs = "".join(f'<li><a href="{escape(self.url + job.url_path)}">{escape(job.path)}</a></li>'
+                           for job in sorted(self.jobs.values(), key=lambda job: job.path))
+            return html("Dashboard [Jenkins]", f"<h1>Jobs</h1><ul>{jobs}</ul>")
         if path == "/crumbIssuer/api/json" and method == "GET":
             crumb = {"_class": "hudson.security.csrf.DefaultCrumbIssuer", "crumb": self.crumb,
                      "crumbRequestField": CRUMB_FIELD}
@@ -286,7 +298,9 @@ class SimulatedJenkins:
             if job is None:
                 return not_found()
             if segments == [] and method == "GET":
-                return html(f"{job.path} [Jenkins]")
+                builds = "".join(f'<li><a href="{escape(self.build_url(b))}">#{b.number}</a> {escape(build_result(b))}'
+                                 "</li>" for b in sorted(job.builds.values(), key=lambda b: -b.number))
+                return html(f"{job.path} [Jenkins]", f"<h1>{escape(job.path)}</h1><ul>{builds}</ul>")
             if segments == ["api", "json"] and method == "GET":
                 return as_json(self.job_json(job))
             if segments in (["buildWithParameters"], ["build"]) and method == "POST":
@@ -298,7 +312,11 @@ class SimulatedJenkins:
                 return not_found()
             rest = segments[1:]
             if rest == [] and method == "GET":
-                return html(f"{job.path} #{build.number} [Jenkins]")
+                return html(f"{job.path} #{build.number} [Jenkins]", self.build_page(build))
+            if rest == ["console"] and method == "GET":
+                console = "\n".join(build.console)
+                return html(f"{job.path} #{build.number} Console [Jenkins]",
+                            f"<h1>Console output of #{build.number}</h1><pre>{escape(console)}</pre>")
             if rest == ["api", "json"] and method == "GET":
                 return as_json(self.build_json(build))
             if rest == ["consoleText"] and method == "GET":
@@ -359,6 +377,12 @@ class SimulatedJenkins:
 
     def build_url(self, build: Build) -> str:
         return f"{self.url}{build.job.url_path}{build.number}/"
+
+    def build_page(self, build: Build) -> str:
+        parameters = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in build.params.items())
+        return (f'<h1>{escape(build.job.path)} #{build.number}: {escape(build_result(build))}</h1>'
+                f"<dl>{parameters}</dl>"
+                f'<p><a href="console">Console output</a> · <a href="../">{escape(build.job.path)}</a></p>')
 
     # --- JSON shapes (see ../shared/fixtures/jenkins) -----------------------------------------------
 
@@ -687,12 +711,25 @@ def cause_action(user: str) -> dict:
     }
 
 
+def build_result(build: Build) -> str:
+    return "building" if build.building else (build.result or "")
+
+
+def is_page(path: str) -> bool:
+    """A page or the console text, read by people (not the JSON API, nor the crumb issuer, nor the queue)."""
+    segments = [s for s in path.split("/") if s]
+    return not segments or (segments[0] == "job" and "api" not in segments)
+
+
 def as_json(data) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json;charset=utf-8"}, json.dumps(data).encode()
 
 
-def html(title: str) -> tuple[int, dict[str, str], bytes]:
-    return 200, {"Content-Type": "text/html;charset=utf-8"}, f"<html><title>{title}</title></html>".encode()
+def html(title: str, body: str = "") -> tuple[int, dict[str, str], bytes]:
+    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title></head><body>"
+            "<p><strong>Simulated Jenkins</strong>: the portal's demo imitation (simulators/jenkins.py), "
+            f"not a real Jenkins.</p>{body}</body></html>")
+    return 200, {"Content-Type": "text/html;charset=utf-8"}, page.encode()
 
 
 def not_found() -> tuple[int, dict[str, str], bytes]:

@@ -8,9 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from deliveries import triggers
-from deliveries.models import PipelineRun, RunStatus, RunTrigger
+from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
 from simulators.jenkins import Scenario, SimulatedJenkins
-from tests.factories import ProjectFactory, RunFactory, StageFactory
+from tests.factories import ProjectFactory, RunFactory, StageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +150,171 @@ def test_a_triggered_run_follows_the_build_on_jenkins(client, users, project, fa
     assert (run.queue_id, run.build_number, run.status) == (100, 1, RunStatus.RUNNING)
     assert fake.queue[100].params["PORTAL_RUN_ID"] == str(run.pk)
     assert response.status_code == 302
+
+
+def test_it_refuses_a_second_run_of_a_branch_and_commit_still_queued_and_names_the_first(
+        client, users, project, jenkins_settings, django_capture_on_commit_callbacks):
+    client.force_login(users.developer)
+    with mock.patch("deliveries.triggers.async_task") as async_task:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(trigger_url(), {"branch": "dev", "commit": "abcdef1"})
+            response = client.post(trigger_url(), {"branch": "dev", "commit": "abcdef1"})
+    first = PipelineRun.objects.get()  # no second run
+    assert async_task.call_count == 1  # and no second Jenkins trigger
+    assert response.status_code == 302 and response.url == first.get_absolute_url()
+    page = client.get(response.url).content.decode()
+    assert f"A run of dev at abcdef1 is already queued: run {first.pk}." in page
+
+
+def test_a_run_of_the_same_commit_may_be_queued_once_the_first_has_started_or_for_another_commit(
+        client, users, project, jenkins_settings, django_capture_on_commit_callbacks):
+    client.force_login(users.developer)
+    with mock.patch("deliveries.triggers.async_task") as async_task:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(trigger_url(), {"branch": "dev", "commit": "abcdef1"})
+            client.post(trigger_url(), {"branch": "dev", "commit": "abcdef2"})
+            client.post(trigger_url(), {"branch": "dev"})
+            PipelineRun.objects.update(status=RunStatus.RUNNING)
+            client.post(trigger_url(), {"branch": "dev", "commit": "abcdef1"})
+            client.post(trigger_url(), {"branch": "dev"})
+    assert PipelineRun.objects.count() == 5 and async_task.call_count == 5
+
+
+def test_a_run_of_the_branch_head_already_queued_is_named_too(client, users, project, jenkins_settings):
+    queued = RunFactory(project=project, branch="dev", commit_sha="", build_number=7, status=RunStatus.QUEUED,
+                        started_at=None, finished_at=None)
+    client.force_login(users.developer)
+    with mock.patch("deliveries.triggers.async_task") as async_task:
+        response = client.post(trigger_url(), {"branch": "dev"}, follow=True)
+    async_task.assert_not_called()
+    assert "A run of the head of dev is already queued: #7." in response.content.decode()
+    assert PipelineRun.objects.get() == queued
+
+
+# --- Retry ----------------------------------------------------------------------------------------------
+
+
+def failed_trigger(project):
+    return RunFactory(project=project, build_number=None, branch="feature/x", commit_sha="abc1234",
+                      status=RunStatus.TRIGGER_FAILED, status_reason="Jenkins at http://j is unreachable.",
+                      trigger=RunTrigger.PORTAL)
+
+
+def test_a_failed_trigger_is_retried_through_run_pipeline(client, users, project, fake,
+                                                          django_capture_on_commit_callbacks):
+    failed = failed_trigger(project)
+    client.force_login(users.developer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("run-retry", args=["shop", failed.pk]))
+    retried = PipelineRun.objects.exclude(pk=failed.pk).get()
+    assert response.status_code == 302 and response.url == retried.get_absolute_url()
+    assert (retried.branch, retried.commit_sha, retried.triggered_by) == ("feature/x", "abc1234", users.developer)
+    assert (retried.queue_id, retried.build_number, retried.status) == (100, 1, RunStatus.RUNNING)
+    assert fake.queue[100].params["COMMIT"] == "abc1234" and fake.queue[100].params["BRANCH"] == "feature/x"
+    event = AuditEvent.objects.get(action="run.requested")
+    assert event.data == {"branch": "feature/x", "commit": "abc1234", "retry_of": failed.pk}
+    failed.refresh_from_db()
+    assert failed.status == RunStatus.TRIGGER_FAILED  # the failed run stays as it was: history
+
+
+def test_the_retry_button_shows_on_failed_triggers_for_those_who_may_run_the_pipeline(client, users, project):
+    failed = failed_trigger(project)
+    retry = reverse("run-retry", args=["shop", failed.pk])
+    client.force_login(users.developer)
+    assert retry in client.get(failed.get_absolute_url()).content.decode()
+    client.force_login(users.operator)
+    assert retry not in client.get(failed.get_absolute_url()).content.decode()
+    client.force_login(users.developer)
+    running = running_run(project)
+    page = client.get(running.get_absolute_url()).content.decode()
+    assert reverse("run-retry", args=["shop", running.pk]) not in page
+
+
+@pytest.mark.parametrize("role", ["outsider", "techlead", "operator"])
+def test_only_developers_may_retry(client, users, project, jenkins_settings, role):
+    failed = failed_trigger(project)
+    client.force_login(getattr(users, role))
+    assert client.post(reverse("run-retry", args=["shop", failed.pk])).status_code == 403
+    assert PipelineRun.objects.count() == 1
+
+
+def test_only_a_failed_trigger_is_retried(client, users, project, jenkins_settings):
+    run = RunFactory(project=project, status=RunStatus.FAILED)
+    client.force_login(users.developer)
+    response = client.post(reverse("run-retry", args=["shop", run.pk]))
+    assert response.status_code == 409
+    assert "Only a run whose trigger failed can be retried; this one is failed." in response.content.decode()
+    assert client.get(reverse("run-retry", args=["shop", run.pk])).status_code == 405
+    assert PipelineRun.objects.count() == 1
+
+
+# --- Close by hand --------------------------------------------------------------------------------------
+
+
+def close_url(run):
+    return reverse("run-close", args=[run.project.slug, run.pk])
+
+
+def test_an_operator_closes_a_run_by_hand_with_a_reason_and_it_is_audited(client, users, project):
+    run = running_run(project)
+    client.force_login(users.operator)
+    response = client.post(close_url(run), {"reason": "Jenkins was rebuilt; this build is gone."})
+    assert response.status_code == 302 and response.url == run.get_absolute_url()
+    run.refresh_from_db()
+    reason = "Closed by ops: Jenkins was rebuilt; this build is gone."
+    assert (run.status, run.status_reason) == (RunStatus.ABORTED, reason)
+    assert run.finished_at is not None
+    event = AuditEvent.objects.get(action="run.closed")
+    assert (event.actor, event.target_id) == (users.operator, str(run.pk))
+    assert event.data == {"reason": reason}
+    assert event.created_at is not None
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "Run closed as aborted." in page and "Closed by ops: Jenkins was rebuilt" in page
+
+
+def test_a_superuser_may_close_a_run(client, project):
+    run = running_run(project)
+    client.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))
+    assert client.post(close_url(run), {"reason": "stale"}).status_code == 302
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+
+
+@pytest.mark.parametrize("role", ["developer", "techlead", "outsider"])
+def test_other_roles_may_not_close_a_run(client, users, project, role):
+    run = running_run(project)
+    client.force_login(getattr(users, role))
+    assert client.post(close_url(run), {"reason": "stale"}).status_code == 403
+    assert close_url(run) not in client.get(run.get_absolute_url()).content.decode()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_closing_needs_a_reason_a_post_and_the_csrf_token(users, project):
+    from django.test import Client
+
+    run = running_run(project)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(users.operator)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert f'action="{close_url(run)}"' in page and 'name="reason"' in page and "csrfmiddlewaretoken" in page
+    assert client.post(close_url(run), {"reason": "stale"}).status_code == 403  # no CSRF token
+    token = client.cookies["csrftoken"].value
+    response = client.post(close_url(run), {"reason": "   ", "csrfmiddlewaretoken": token})
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+    assert client.get(close_url(run)).status_code == 405
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and not AuditEvent.objects.exists()
+
+
+def test_closing_a_finished_run_is_a_conflict(client, users, project):
+    run = RunFactory(project=project, status=RunStatus.SUCCESS)
+    client.force_login(users.operator)
+    response = client.post(close_url(run), {"reason": "stale"})
+    assert response.status_code == 409
+    assert "already finished (success): nothing to close" in response.content.decode()
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCESS
 
 
 # --- Abort --------------------------------------------------------------------------------------------

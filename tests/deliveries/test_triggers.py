@@ -2,14 +2,16 @@
 
 import socket
 import time
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from deliveries import tasks, triggers
 from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
 from simulators.jenkins import Scenario, SimulatedJenkins
-from tests.factories import ProjectFactory, RunFactory, UserFactory
+from tests.factories import ProjectFactory, RunFactory, StageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -328,3 +330,235 @@ def fake_wait(predicate, timeout=5.0):
             return True
         time.sleep(0.02)
     return False
+
+
+# --- the reconciler: runs that stopped reporting -----------------------------------------------------------
+# The `fake` Jenkins's job has no portal to call back: its builds run and end without a word to the portal, as
+# when Jenkins' callbacks are lost (the portal down, a Jenkins restart, a misconfigured URL).
+
+HOUR_AGO = timedelta(hours=1)
+
+
+def silent_run(project, fast, **scenario) -> PipelineRun:
+    """A run triggered on the fake Jenkins, whose build has since ended (or is held), quiet for an hour."""
+    run = queued_run(project)
+    tasks.trigger_run(run.pk)
+    quieten(run)
+    return PipelineRun.objects.get(pk=run.pk)
+
+
+def quieten(run, ago=HOUR_AGO):
+    then = timezone.now() - ago
+    PipelineRun.objects.filter(pk=run.pk).update(created_at=then, started_at=then)
+
+
+def build_info_requests(fake, number=1):
+    return [path for method, path in fake.requests_seen if f"/shop/{number}/api/json" in path]
+
+
+@pytest.mark.parametrize(("result", "status"), [
+    ("SUCCESS", RunStatus.SUCCESS), ("UNSTABLE", RunStatus.UNSTABLE), ("ABORTED", RunStatus.ABORTED),
+])
+def test_a_run_that_stopped_reporting_takes_the_result_jenkins_gives(fake, fast, project, result, status):
+    run = silent_run(project, fast)
+    assert fake.wait_for_builds(10)
+    fake.build(JOB, 1).result = result
+    assert run.status == RunStatus.RUNNING  # Jenkins has finished; the portal heard nothing
+    assert tasks.reconcile_runs() == {"asked": 1, "finished": 1, "still_going": 0}
+    run.refresh_from_db()
+    build = fake.build(JOB, 1)
+    assert run.status == status
+    jenkins_start = datetime.fromtimestamp(build.timestamp / 1000, tz=UTC)
+    assert run.finished_at == jenkins_start + timedelta(milliseconds=build.duration)  # when Jenkins says it ended
+    if status == RunStatus.SUCCESS:
+        assert run.status_reason == ""
+    else:
+        assert run.status_reason == f"Jenkins says build #1 ended {result}; the run had stopped reporting."
+    event = AuditEvent.objects.get(action="run.updated", target_id=str(run.pk))
+    assert event.actor_label == "reconciler" and event.data["status"] == status
+
+
+def test_a_failed_build_ends_the_run_with_how_its_console_ends(fake, fast, project):
+    fake.scenario = Scenario(fail_at="App checks")
+    run = silent_run(project, fast)
+    assert fake.wait_for_builds(10)
+    tasks.reconcile_runs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.status_reason.startswith("Jenkins says build #1 ended FAILURE; the run had stopped reporting. Console:")
+    assert run.status_reason.endswith("ERROR: App checks failed (simulated) / Finished: FAILURE")
+    assert fake.saw("GET", "/job/delivery/job/shop/1/consoleText")
+
+
+def test_a_long_console_is_cut_to_its_last_whole_lines(fake, fast, project):
+    fake.scenario = Scenario(fail_at="Gauntlt attacks")
+    run = silent_run(project, fast)
+    assert fake.wait_for_builds(10)
+    fake.build(JOB, 1).console[1:1] = [f"noise line {i} " + "x" * 60 for i in range(40)]
+    tasks.reconcile_runs()
+    run.refresh_from_db()
+    assert len(run.status_reason) <= 500 and run.status_reason.endswith("Finished: FAILURE")
+    assert "Console: noise line" in run.status_reason or "Console: [Pipeline]" in run.status_reason
+
+
+def test_a_build_still_going_is_left_running_and_not_asked_again_at_once(fake, fast, project):
+    fake.scenario = Scenario(hold_at="Load test")
+    run = silent_run(project, fast)
+    assert tasks.reconcile_runs() == {"asked": 1, "finished": 0, "still_going": 1}
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.jenkins_checked_at is not None
+    assert tasks.reconcile_runs() == {"asked": 0, "finished": 0, "still_going": 0}
+    assert len(build_info_requests(fake)) == 1
+    PipelineRun.objects.filter(pk=run.pk).update(jenkins_checked_at=timezone.now() - HOUR_AGO)
+    assert tasks.reconcile_runs()["still_going"] == 1  # asked again once quiet as long again
+
+
+def test_a_build_jenkins_no_longer_knows_ends_the_run_aborted_with_the_reason(client, fake, fast, project):
+    run = silent_run(project, fast)
+    assert fake.wait_for_builds(10)
+    fake.forget_build(JOB, 1)
+    tasks.reconcile_runs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED and run.finished_at is not None
+    reason = ("Jenkins has no build #1 of delivery/shop (404). The run had stopped reporting: the reconciler ended it "
+              "as aborted.")
+    assert run.status_reason == reason
+    client.force_login(UserFactory(roles=["techlead"]))
+    assert reason in client.get(run.get_absolute_url()).content.decode()
+
+
+def test_a_queue_item_that_became_a_build_is_followed_to_its_result(fake, fast, project):
+    run = queued_run(project)
+    PipelineRun.objects.filter(pk=run.pk).update(queue_id=fake_queue_item(fake), created_at=timezone.now() - HOUR_AGO)
+    assert fake.wait_for_builds(10)
+    tasks.reconcile_runs()
+    run.refresh_from_db()
+    assert (run.build_number, run.status) == (1, RunStatus.SUCCESS)
+
+
+def test_a_queue_item_jenkins_forgot_without_a_build_ends_the_run_aborted(fake, fast, project):
+    run = queued_run(project, queue_id=999, created_at=timezone.now() - HOUR_AGO)
+    tasks.reconcile_runs()
+    run.refresh_from_db()
+    assert run.status == RunStatus.ABORTED
+    assert run.status_reason.startswith("Jenkins has no queue item 999 (404).")
+
+
+def test_an_unreachable_jenkins_changes_nothing_and_is_logged(fast, project, settings, caplog):
+    settings.JENKINS_URL = f"http://127.0.0.1:{closed_port()}"
+    run = RunFactory(project=project, build_number=3, status=RunStatus.RUNNING, finished_at=None)
+    quieten(run)
+    assert tasks.reconcile_runs() == {"asked": 0, "finished": 0, "still_going": 0}
+    run.refresh_from_db()
+    assert (run.status, run.status_reason, run.jenkins_checked_at) == (RunStatus.RUNNING, "", None)
+    assert f"Reconciler: stopped at run {run.pk}, nothing changed: Jenkins at {settings.JENKINS_URL} is unreachable" \
+        in caplog.text
+    assert fast.sleeps == []  # a task never sleeps waiting on Jenkins
+
+
+def test_runs_with_recent_news_are_not_asked(fake, fast, project):
+    fake.scenario = Scenario(hold_at="Checkout")
+    recent = silent_run(project, fast)
+    StageFactory(run=recent, name="Checkout", started_at=timezone.now() - timedelta(minutes=2), finished_at=None,
+                 status="running")
+    quiet = RunFactory(project=project, build_number=5, status=RunStatus.RUNNING, finished_at=None)
+    quieten(quiet, ago=timedelta(minutes=10))
+    finished = RunFactory(project=project, build_number=6, status=RunStatus.SUCCESS)
+    quieten(finished)
+    assert tasks.reconcile_runs() == {"asked": 0, "finished": 0, "still_going": 0}
+    assert fake.requests_seen[-1][1].startswith("/queue/item/")  # nothing asked after the trigger's own calls
+    assert triggers.reconcile_runs(quiet_for=timedelta(minutes=5)) == {"asked": 1, "finished": 1, "still_going": 0}
+    quiet.refresh_from_db()
+    assert quiet.status == RunStatus.ABORTED  # build #5 never existed on this Jenkins
+
+
+def redis_broker(monkeypatch, list_key: str):
+    import os
+
+    import redis
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {url} (set REDIS_URL) for the Redis broker case")
+    monkeypatch.setattr(Conf, "REDIS", url)
+    return Redis(list_key=list_key)
+
+
+@pytest.mark.parametrize("broker_name", ["orm", "redis"])
+def test_the_reconciler_schedule_exists_and_queues_its_task_on_either_broker(monkeypatch, broker_name):
+    import uuid
+
+    from django_q import scheduler as django_q_scheduler
+    from django_q.brokers.orm import ORM
+    from django_q.conf import Conf
+    from django_q.models import Schedule
+    from django_q.signing import SignedPackage
+
+    schedule = Schedule.objects.get(name="Reconcile runs with Jenkins")  # made by a migration
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == (
+        "deliveries.tasks.reconcile_runs", Schedule.MINUTES, -1)
+    monkeypatch.setattr(Conf, "SYNC", False)  # queue the task on the broker, as a running cluster does
+    monkeypatch.setattr(django_q_scheduler, "close_old_django_connections", lambda: None)  # the test's transaction
+    list_key = f"reconciler-test-{uuid.uuid4().hex}"
+    broker = ORM(list_key=list_key) if broker_name == "orm" else redis_broker(monkeypatch, list_key)
+    try:
+        django_q_scheduler.scheduler(broker=broker)
+        queued = broker.dequeue()
+    finally:
+        broker.delete_queue()
+    task = SignedPackage.loads(queued[0][1])
+    assert task["func"] == "deliveries.tasks.reconcile_runs"
+    schedule.refresh_from_db()
+    assert schedule.next_run > timezone.now()
+
+
+@pytest.mark.parametrize(("value", "error"), [("0", "must be at least 1"), ("soon", "is not a whole number")])
+def test_a_reconcile_window_that_makes_no_sense_stops_the_portal_at_start(value, error):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.test_settings",
+                   "RECONCILE_RUNS_AFTER_MINUTES": value}
+    checked = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2],
+                             env=environment, capture_output=True, text=True, timeout=60)
+    assert checked.returncode != 0
+    assert "RECONCILE_RUNS_AFTER_MINUTES" in checked.stderr and error in checked.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_run_pipeline_presses_queue_one_run(settings):
+    import threading
+
+    from django.db import connections
+
+    settings.JENKINS_URL = "http://127.0.0.1:9"  # never reached: the trigger task is not queued here
+    project = ProjectFactory(jenkins_job_path=JOB)
+    user = UserFactory(username="dana", roles=["developer"])
+    barrier, outcomes = threading.Barrier(6), []
+
+    def press():
+        try:
+            barrier.wait(timeout=10)
+            triggers.request_run(project=project, branch="dev", commit="abc1234", user=user)
+            outcomes.append("queued")
+        except triggers.AlreadyQueued:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 - any other error fails the test below
+            outcomes.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    with mock.patch("deliveries.triggers.async_task"):
+        threads = [threading.Thread(target=press) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert sorted(outcomes) == ["queued"] + ["refused"] * 5
+    assert PipelineRun.objects.filter(project=project).count() == 1

@@ -83,3 +83,43 @@ def test_it_reports_a_missing_file(tmp_path):
     with pytest.raises(CommandError):
         run_command("--project", "shop", "--build", "1", "--json", str(tmp_path / "missing.json"))
     assert "cannot open the file" in run_command.output
+
+
+def test_the_run_it_creates_for_an_imported_build_is_finished_with_no_abort_button(client, files):
+    from django.urls import reverse
+
+    from deliveries.models import RunStatus
+    from tests.factories import UserFactory
+
+    ProjectFactory(slug="shop")
+    run_command("--project", "shop", "--build", "7", "--json", str(files["trivy"]))
+    run = PipelineRun.objects.get(project__slug="shop", build_number=7)
+    assert run.status == RunStatus.SUCCESS and run.finished_at is not None
+    client.force_login(UserFactory(roles=["developer"]))
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert reverse("run-abort", args=["shop", run.pk]) not in page and 'data-finished="true"' in page
+
+
+@pytest.mark.parametrize(("status", "finished"), [("failed", True), ("unstable", True), ("running", False)])
+def test_status_sets_the_status_of_the_run_it_creates(files, status, finished):
+    ProjectFactory(slug="shop")
+    run_command("--project", "shop", "--build", "8", "--status", status, "--json", str(files["gauntlt"]))
+    run = PipelineRun.objects.get(project__slug="shop", build_number=8)
+    assert run.status == status and (run.finished_at is not None) == finished
+
+
+def test_status_leaves_an_existing_run_as_it_is(files):
+    from deliveries.models import RunStatus
+
+    run = RunFactory(project=ProjectFactory(slug="shop"), build_number=3, status=RunStatus.RUNNING, finished_at=None)
+    run_command("--project", "shop", "--build", "3", "--status", "failed", "--json", str(files["gauntlt"]))
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.reports.count() == 1
+
+
+@pytest.mark.parametrize("status", ["trigger_failed", "queued", "done"])
+def test_it_refuses_a_status_an_imported_build_cannot_have(files, status):
+    ProjectFactory(slug="shop")
+    with pytest.raises(CommandError, match="--status"):
+        run_command("--project", "shop", "--build", "9", "--status", status, str(files["trivy"]))
+    assert not PipelineRun.objects.exists()

@@ -148,12 +148,51 @@ def test_job_info_has_the_keys_of_a_real_one(shared_fixture, server, fake):
 # --- HTTP behaviour -------------------------------------------------------------------------------------
 
 
-def test_it_requires_basic_auth_on_every_request(fake):
-    for path in ("", "crumbIssuer/api/json", "me/api/json?depth=0", "job/delivery/job/shop/api/json?depth=0"):
+def test_its_api_and_every_post_require_basic_auth(server, fake):
+    number = run_build(server, fake)
+    for path in ("crumbIssuer/api/json", "me/api/json?depth=0", "job/delivery/job/shop/api/json?depth=0",
+                 f"job/delivery/job/shop/{number}/api/json", "queue/item/100/api/json"):
         answer = requests.get(f"{fake.url}{path}", timeout=5)
         assert answer.status_code == 401, path
         assert answer.headers["X-Jenkins"] == "2.462.3"
+    for path in ("job/delivery/job/shop/buildWithParameters?BRANCH=dev", f"job/delivery/job/shop/{number}/stop"):
+        assert requests.post(f"{fake.url}{path}", timeout=5).status_code == 401, path
     assert requests.get(fake.url, auth=(USER, "wrong"), timeout=5).status_code == 401
+    wrong = requests.get(f"{fake.url}job/delivery/job/shop/{number}/", auth=(USER, "wrong"), timeout=5)
+    assert wrong.status_code == 401  # bad credentials are refused even where anonymous reading is allowed
+    assert len(fake.jobs[JOB].builds) == 1
+
+
+def test_a_browser_without_credentials_reads_the_build_page_and_console_the_portal_links_to(server, fake):
+    fake.scenario = Scenario(fail_at="App checks")
+    number = run_build(server, fake)
+    build_url = f"{fake.url}job/delivery/job/shop/{number}/"  # the run page's "build" link
+    page = requests.get(build_url, timeout=5)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "Simulated Jenkins" in page.text and "not a real Jenkins" in page.text
+    assert f"delivery/shop #{number}: FAILURE" in page.text and 'href="console"' in page.text
+    console = requests.get(f"{build_url}console", timeout=5)  # the run page's "console" link
+    assert console.status_code == 200 and "Simulated Jenkins" in console.text
+    assert "ERROR: App checks failed (simulated)" in console.text and "Finished: FAILURE" in console.text
+    text = requests.get(f"{build_url}consoleText", timeout=5)
+    assert text.status_code == 200 and text.text.rstrip().endswith("Finished: FAILURE")
+    job_page = requests.get(f"{fake.url}job/delivery/job/shop/", timeout=5)
+    assert job_page.status_code == 200 and f'href="{build_url}"' in job_page.text
+    assert requests.get(f"{fake.url}job/delivery/job/shop/{number + 1}/", timeout=5).status_code == 404
+
+
+def test_the_pages_escape_what_builds_were_given(server, fake):
+    number = run_build(server, fake, {"BRANCH": "<script>alert(1)</script>"})
+    page = requests.get(f"{fake.url}job/delivery/job/shop/{number}/", timeout=5).text
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_forgotten_build_is_404(server, fake):
+    number = run_build(server, fake)
+    fake.forget_build(JOB, number)
+    for path in ("api/json", "consoleText", ""):
+        answer = session(fake).get(f"{fake.url}job/delivery/job/shop/{number}/{path}")
+        assert answer.status_code == 404, path
 
 
 def test_it_answers_the_version_header_and_a_crumb(fake):

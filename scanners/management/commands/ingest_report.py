@@ -6,11 +6,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from deliveries.models import PipelineRun, Project, RunStatus, RunTrigger
+from deliveries.models import FINISHED_RUN_STATUSES, PipelineRun, Project, RunStatus, RunTrigger
 from scanners import services
 from scanners.models import ReportKind, ReportStatus
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
+# A run created for imported reports: finished (its Jenkins build is over), or still running. Never
+# "trigger failed": the portal did not trigger it.
+IMPORTED_RUN_STATUSES = FINISHED_RUN_STATUSES - {RunStatus.TRIGGER_FAILED}
 SUMMARY_KEYS = {
     ReportKind.TRIVY: ["findings", "by_severity", "by_class", "new", "fixed", "new_vs_production"],
     ReportKind.JMETER: ["samples", "errors", "labels", "total"],
@@ -27,21 +30,27 @@ class Command(BaseCommand):
         parser.add_argument("--build", required=True, type=int, metavar="N", help="Jenkins build number")
         parser.add_argument("--kind", choices=[*ReportKind.values, "auto"], default="auto")
         parser.add_argument("--branch", help="Branch of a run created here (default: the project's dev branch)")
+        parser.add_argument(
+            "--status", choices=[RunStatus.RUNNING, *sorted(IMPORTED_RUN_STATUSES)], default=RunStatus.SUCCESS,
+            help="Status of a run created here (default: success; a historical build being imported has finished)",
+        )
         parser.add_argument("--json", action="store_true", help="One JSON object per file, one per line")
 
-    def handle(self, *args, files, project, build, kind, branch, json, **options):
+    def handle(self, *args, files, project, build, kind, branch, status, json, **options):
         try:
             project_row = Project.objects.get(slug=project)
         except Project.DoesNotExist:
             raise CommandError(f"no project with slug {project!r}") from None
+        now = timezone.now()
         run, _ = PipelineRun.objects.get_or_create(
             project=project_row,
             build_number=build,
             defaults={
                 "branch": branch or project_row.dev_branch,
                 "trigger": RunTrigger.JENKINS,
-                "status": RunStatus.RUNNING,
-                "started_at": timezone.now(),
+                "status": status,
+                "started_at": now,
+                "finished_at": None if status == RunStatus.RUNNING else now,
             },
         )
         failures = 0
