@@ -58,3 +58,9 @@ def test_it_gives_demo_users_their_roles(monkeypatch):
     operator = authenticate(username="olga.ops", password="demo-password-123")
     assert operator.is_staff and operator.has_perm("environments.change_environment")
     assert not user.is_staff
+
+
+def test_its_history_links_to_no_jenkins_that_does_not_exist():
+    call_command("seed_demo")
+    assert PipelineRun.objects.exists()
+    assert not PipelineRun.objects.exclude(build_url="").exists()
