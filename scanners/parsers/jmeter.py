@@ -747,8 +747,8 @@ def _read_csv_python(inp: _Input, layout: _CsvLayout, progress: Callable[[int], 
                     header = _slow_row(acc, row, columns, width, line)
                     if header is not None:  # two runs appended: the second header may even name other columns
                         columns, width = header
-                        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at, message_at = (
-                            _indices(columns)
+                        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at, message_at = _indices(
+                            columns
                         )
                     continue
                 append_ts(ts)
@@ -1030,8 +1030,9 @@ def _statistics(samples: _Samples, kind: str) -> JMeterResult:
     count = len(samples.ts)
     if count == 0:
         empty = samples.empty_transactions
-        raise ReportParseError(f"no samples (only {empty:,} empty Transaction Controller samples)" if empty
-                               else "no samples")
+        raise ReportParseError(
+            f"no samples (only {empty:,} empty Transaction Controller samples)" if empty else "no samples"
+        )
 
     # Labels sorted by name; sample label indices remapped so that group g is the g-th label in that order.
     order = sorted(range(len(samples.labels)), key=samples.labels.__getitem__)
@@ -1046,7 +1047,11 @@ def _statistics(samples: _Samples, kind: str) -> JMeterResult:
     labels = [
         _label_stats(name, *row, is_transaction=bool(in_transaction), no_elapsed=no_elapsed, no_start=no_start)
         for name, row, in_transaction, no_elapsed, no_start in zip(
-            names, per_label, transactions, _count(by_label, samples.no_elapsed), _count(by_label, samples.no_start),
+            names,
+            per_label,
+            transactions,
+            _count(by_label, samples.no_elapsed),
+            _count(by_label, samples.no_start),
             strict=True,
         )
         if row[0]
