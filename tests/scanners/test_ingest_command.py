@@ -83,3 +83,11 @@ def test_it_reports_a_missing_file(tmp_path):
     with pytest.raises(CommandError):
         run_command("--project", "shop", "--build", "1", "--json", str(tmp_path / "missing.json"))
     assert "cannot open the file" in run_command.output
+
+
+def test_it_prints_not_available_for_a_load_test_saved_without_timing(tmp_path):
+    ProjectFactory(slug="shop")
+    untimed = tmp_path / "untimed.jtl"
+    untimed.write_bytes(samples.jtl_xml_without_timing([("home", True), ("home", False)]))
+    run_command("--project", "shop", "--build", "1", str(untimed))
+    assert "jmeter parsed, 2 samples, 1 errors, 1 labels; p95 n/a, n/a" in run_command.output
