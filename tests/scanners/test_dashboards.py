@@ -266,7 +266,7 @@ def transaction_load(latencies: dict[str, int], checkout: int) -> bytes:
     """load_rows plus a "checkout" Transaction Controller row (elapsed `checkout`) after each round of requests."""
     rows = load_rows(latencies)
     rows += [(stamp, checkout, "checkout", True) for stamp in sorted({row[0] for row in rows})]
-    return samples.jtl_csv(rows, transactions=("checkout",))
+    return samples.jtl_csv_with_transactions(rows, ("checkout",))
 
 
 @pytest.mark.parametrize("page", ["run-performance", "project-performance"])

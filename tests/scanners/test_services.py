@@ -151,7 +151,7 @@ def test_it_stores_transaction_rows_marked_and_a_total_without_them():
     for i in range(4):
         start = 1_700_000_000_000 + i * 1000
         rows += [(start, 100, "home", True), (start + 100, 200, "cart", i != 0), (start, 300, "checkout", i != 0)]
-    report = ingest(RunFactory(), samples.jtl_csv(rows, transactions=("checkout",)), name="results.jtl")
+    report = ingest(RunFactory(), samples.jtl_csv_with_transactions(rows, ("checkout",)), name="results.jtl")
 
     stats = {stat.label: stat for stat in LoadTestStat.objects.filter(report=report)}
     assert [label for label, stat in stats.items() if stat.is_transaction] == ["checkout"]

@@ -62,7 +62,7 @@ def test_the_report_page_shows_scenarios_and_load_statistics(client, users):
 def test_the_report_page_marks_transaction_rows_and_shows_missing_timing_as_not_available(client, users):
     run = RunFactory()
     rows = [(1_700_000_000_000 + i, 10 + i, "home" if i % 2 else "TC buy", True) for i in range(6)]
-    with_transactions = ingest(run, samples.jtl_csv(rows, transactions=("TC buy",)), "tc.jtl")
+    with_transactions = ingest(run, samples.jtl_csv_with_transactions(rows, ("TC buy",)), "tc.jtl")
     untimed = ingest(run, samples.jtl_xml_without_timing([("home", True), ("home", False)]), "untimed.jtl")
     client.force_login(users.developer)
 
