@@ -125,27 +125,38 @@ class AttackScenario(models.Model):
 
 
 class LoadTestStat(models.Model):
-    """Statistics of one JMeter label, or of all samples when is_total."""
+    """Statistics of one JMeter label, or of the Total when is_total.
+
+    The Total is JMeter's dashboard's: it leaves out Transaction Controller samples, whose labels keep their own
+    rows (is_transaction). A null figure is not available (e.g. an XML file saved without elapsed or start
+    times): `timing_unavailable` says why.
+    """
 
     # Indexed by loadstat_unique_label, which starts with it.
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="load_stats", db_index=False)
     run = models.ForeignKey("deliveries.PipelineRun", on_delete=models.CASCADE, related_name="load_stats")
     label = models.CharField(max_length=500)
     is_total = models.BooleanField(default=False)
+    is_transaction = models.BooleanField(
+        default=False, db_default=False, help_text="A Transaction Controller's samples: not counted in the Total"
+    )
     samples = models.PositiveBigIntegerField()
     errors = models.PositiveBigIntegerField()
-    error_percent = models.FloatField()
-    min_ms = models.FloatField()
-    max_ms = models.FloatField()
-    mean_ms = models.FloatField()
-    stdev_ms = models.FloatField()
-    p50_ms = models.FloatField()
-    p90_ms = models.FloatField()
-    p95_ms = models.FloatField()
-    p99_ms = models.FloatField()
-    throughput = models.FloatField(help_text="Samples per second")
-    received_kbps = models.FloatField(default=0)
-    sent_kbps = models.FloatField(default=0)
+    error_percent = models.FloatField(null=True, blank=True, help_text="Null for a Total without samples")
+    min_ms = models.FloatField(null=True, blank=True)
+    max_ms = models.FloatField(null=True, blank=True)
+    mean_ms = models.FloatField(null=True, blank=True)
+    stdev_ms = models.FloatField(null=True, blank=True)
+    p50_ms = models.FloatField(null=True, blank=True)
+    p90_ms = models.FloatField(null=True, blank=True)
+    p95_ms = models.FloatField(null=True, blank=True)
+    p99_ms = models.FloatField(null=True, blank=True)
+    throughput = models.FloatField(null=True, blank=True, help_text="Samples per second")
+    received_kbps = models.FloatField(null=True, blank=True, default=0)
+    sent_kbps = models.FloatField(null=True, blank=True, default=0)
+    timing_unavailable = models.CharField(
+        max_length=300, blank=True, db_default="", help_text="Why some figures are not available; empty when all are"
+    )
 
     class Meta:
         ordering = ["is_total", "label"]

@@ -285,6 +285,8 @@ class StatRow:
     is_total: bool
     report_id: int
     cells: list[Cell]
+    is_transaction: bool = False  # a Transaction Controller's label: shown, not counted in the Total
+    timing_unavailable: str = ""  # why some cells say NOT_AVAILABLE
 
 
 # metric, format, how the change is shown ("relative" % or percentage "points"), whether higher is better
@@ -299,19 +301,28 @@ STAT_COLUMNS = [
     ("throughput", "{:,.2f}", "relative", True),
 ]
 SAME_WITHIN_PERCENT = 1.0
+NOT_AVAILABLE = "n/a"
 
 
 def compare_stats(stats: list[LoadTestStat], baseline: dict[tuple[str, bool], LoadTestStat]) -> list[StatRow]:
-    """Table rows: each figure with its change against the same label in production ("—" when absent)."""
+    """Table rows: each figure with its change against the same label in production ("—" when absent).
+
+    A figure that is not available (null) reads NOT_AVAILABLE, and has no change either way.
+    """
     rows = []
     for stat in stats:
         base = baseline.get((stat.label, stat.is_total))
         cells = []
         for name, fmt, mode, higher_is_better in STAT_COLUMNS:
             value = getattr(stat, name)
-            change = None if base is None else _change(value, getattr(base, name), mode, higher_is_better)
+            if value is None:
+                cells.append(Cell(NOT_AVAILABLE, None))
+                continue
+            base_value = None if base is None else getattr(base, name)
+            change = None if base_value is None else _change(value, base_value, mode, higher_is_better)
             cells.append(Cell(fmt.format(value), change))
-        rows.append(StatRow(stat.label, stat.is_total, stat.report_id, cells))
+        rows.append(StatRow(stat.label, stat.is_total, stat.report_id, cells, stat.is_transaction,
+                            stat.timing_unavailable))
     return rows
 
 

@@ -365,11 +365,16 @@ def write_jmeter(report: Report, parsed: JMeterResult) -> dict:
     )
     return {
         "format": parsed.format,
+        # The Total's, as JMeter's dashboard: Transaction Controller samples are counted apart.
         "samples": parsed.total.samples,
         "errors": parsed.total.errors,
+        "transaction_samples": parsed.transaction_samples,
+        "transactions": [stats.label for stats in parsed.labels if stats.is_transaction],
+        "empty_transactions": parsed.empty_transactions,
         "labels": {stats.label: label_summary(stats) for stats in parsed.labels},
         "total": label_summary(parsed.total),
         "percentile_definition": PERCENTILE_DEFINITION,
+        "timing_unavailable": parsed.timing_unavailable,
         "started_at": parsed.started_at.isoformat() if parsed.started_at else None,
         "finished_at": parsed.finished_at.isoformat() if parsed.finished_at else None,
     }
@@ -381,6 +386,7 @@ def stat_row(report: Report, stats: LabelStats, *, is_total: bool) -> LoadTestSt
         run=report.run,
         label=stats.label[:500],
         is_total=is_total,
+        is_transaction=stats.is_transaction,
         samples=stats.samples,
         errors=stats.errors,
         error_percent=stats.error_percent,
@@ -395,6 +401,7 @@ def stat_row(report: Report, stats: LabelStats, *, is_total: bool) -> LoadTestSt
         throughput=stats.throughput,
         received_kbps=stats.received_kbps,
         sent_kbps=stats.sent_kbps,
+        timing_unavailable=stats.timing_unavailable[:300],
     )
 
 

@@ -5,6 +5,11 @@ are computed with numpy over whole arrays in linear time (bincount for sums, a c
 per group for exact percentiles). Anything pyarrow refuses (a second header line, ragged rows, a bad value, ...)
 is re-read by a streaming Python csv reader that accepts every variant JMeter writes, or says precisely which
 line and field is wrong. XML is streamed through defusedxml's parser without building a tree.
+
+The Total is JMeter's dashboard's: Transaction Controller samples (response message "Number of samples in
+transaction ...") keep a row of their own label but stay out of the Total, its percentiles, its throughput and
+the time series; empty ones ("... : 0") count nowhere. An XML file saved without elapsed times (`t`) or start
+times (`ts`) still counts its samples and errors; the statistics it cannot give are None, with the reason.
 """
 
 from __future__ import annotations
@@ -57,7 +62,15 @@ CSV_FIELDS = (
 )  # fmt: skip
 _FIELD_BY_LOWER = {name.lower(): name for name in CSV_FIELDS}
 MANDATORY_COLUMNS = ("timeStamp", "elapsed", "label", "success")
-OPTIONAL_COLUMNS = ("bytes", "sentBytes", "allThreads")
+OPTIONAL_COLUMNS = ("bytes", "sentBytes", "allThreads", "responseMessage")
+NUMERIC_OPTIONAL_COLUMNS = ("bytes", "sentBytes", "allThreads")
+# How JMeter's dashboard (org.apache.jmeter.report.core.Sample) tells a Transaction Controller's sample, and
+# an empty one, which it leaves out of every statistic.
+TRANSACTION_PREFIX = "Number of samples in transaction"
+EMPTY_TRANSACTION_PREFIX = "Number of samples in transaction : 0"
+NO_ELAPSED = "no elapsed time (XML attribute t)"  # a sample without it counts, its timing is unknown
+NO_START = "no start time (XML attribute ts)"
+ONLY_TRANSACTIONS = "every sample is a Transaction Controller sample, which the Total leaves out"
 
 # A file without a header line has JMeter's default column set of the version that wrote it (JMeter itself
 # assumes its current defaults). The column count tells which one; every set has a different count.
@@ -89,21 +102,25 @@ _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class LabelStats:
+    """Statistics of one label, or of the Total. A None figure is not available: `timing_unavailable` says why."""
+
     label: str  # the label, or "Total" for the total row
     samples: int
     errors: int
-    error_percent: float  # 0..100
-    min_ms: float
-    max_ms: float
-    mean_ms: float
-    stdev_ms: float  # population (ddof=0), as JMeter
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    throughput: float  # samples / seconds, seconds = (max(ts + elapsed) - min(ts)) / 1000; 0.0 when that is <= 0
-    received_kbps: float  # sum(bytes) / 1024 / seconds
-    sent_kbps: float  # sum(sentBytes) / 1024 / seconds
+    error_percent: float | None  # 0..100; None for a Total without samples
+    min_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+    stdev_ms: float | None  # population (ddof=0), as JMeter
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    throughput: float | None  # samples / seconds, seconds = (max(ts + elapsed) - min(ts)) / 1000; 0.0 when <= 0
+    received_kbps: float | None  # sum(bytes) / 1024 / seconds
+    sent_kbps: float | None  # sum(sentBytes) / 1024 / seconds
+    is_transaction: bool = False  # the label holds Transaction Controller samples: not in the Total
+    timing_unavailable: str = ""  # why some figures are None; empty when all are available
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +138,13 @@ class Bucket:
 class JMeterResult:
     format: str  # "csv" | "xml"
     labels: list[LabelStats]  # sorted by label
-    total: LabelStats
-    buckets: list[Bucket]  # consecutive, empty slices included, at most MAX_BUCKETS
-    started_at: datetime | None
+    total: LabelStats  # the samples of every label except Transaction Controller ones, as JMeter's dashboard
+    buckets: list[Bucket]  # the Total's samples: consecutive, empty slices included, at most MAX_BUCKETS
+    started_at: datetime | None  # None when the samples have no start time
     finished_at: datetime | None
+    transaction_samples: int = 0  # samples of Transaction Controllers (in their labels' rows, not in the Total)
+    empty_transactions: int = 0  # Transaction Controller samples of no sample, left out of everything
+    timing_unavailable: str = ""  # why there are no buckets, or no start / finish; empty when there are
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,28 +193,6 @@ def looks_like_jmeter(head: bytes) -> bool:
         return True
     except ReportParseError:
         return False
-
-
-def percentile(sorted_values: np.ndarray, p: float) -> float:
-    """The JMeter dashboard percentile (commons-math Percentile, LEGACY estimation) of ascending values.
-
-    pos = p(N+1)/100; below 1 gives the minimum, from N on the maximum, otherwise linear interpolation
-    between the neighbours at 1-based positions floor(pos) and floor(pos) + 1.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        raise ValueError("percentile of no values")
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile {p} is not in (0, 100]")
-    pos = p * (n + 1) / 100
-    if pos < 1:
-        return float(sorted_values[0])
-    if pos >= n:
-        return float(sorted_values[n - 1])
-    low = math.floor(pos)
-    lower = float(sorted_values[low - 1])
-    upper = float(sorted_values[low])
-    return lower + (pos - low) * (upper - lower)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,6 +458,23 @@ class _Samples:
     received: np.ndarray  # float64 bytes
     sent: np.ndarray  # float64 bytes
     threads: np.ndarray | None  # int64 allThreads, None when the file does not record it
+    transaction: np.ndarray | None = None  # bool: a Transaction Controller's sample; None when there are none
+    no_elapsed: np.ndarray | None = None  # bool: the sample has no elapsed time (0 above); None when all have one
+    no_start: np.ndarray | None = None  # bool: the sample has no start time (0 above); None when all have one
+    empty_transactions: int = 0  # empty Transaction Controller samples read and left out
+
+    def subset(self, keep: np.ndarray) -> _Samples:
+        """The samples where `keep` is true (labels keep their indices)."""
+
+        def take(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[keep]
+
+        return _Samples(
+            ts=self.ts[keep], elapsed=self.elapsed[keep], label_idx=self.label_idx[keep], labels=self.labels,
+            success=self.success[keep], received=self.received[keep], sent=self.sent[keep],
+            threads=take(self.threads), transaction=take(self.transaction), no_elapsed=take(self.no_elapsed),
+            no_start=take(self.no_start), empty_transactions=self.empty_transactions,
+        )  # fmt: skip
 
 
 class _FastPathRefused(Exception):
@@ -467,13 +482,10 @@ class _FastPathRefused(Exception):
 
 
 def _read_csv(inp: _Input, layout: _CsvLayout, progress: Callable[[int], None] | None) -> _Samples:
-    """Every CSV row is a sample, Transaction Controller parent rows included.
+    """Every CSV row is a sample, Transaction Controller rows included, flagged by their responseMessage.
 
-    A Transaction Controller parent row (responseMessage "Number of samples in transaction : ...", empty
-    dataType) is counted as a sample of its own label, as JMeter's HTML dashboard does: JMeter's CSV writer
-    emits it as an ordinary row and its reports treat it as one, so the portal agrees with them (the Total
-    therefore counts a transaction and its children, as JMeter's does). XML is different: there children are
-    nested inside their parent and only top-level samples are counted.
+    JMeter's CSV writer emits a Transaction Controller's sample ("Number of samples in transaction : ...",
+    empty dataType) as an ordinary row, after its children's rows unless "generate parent sample" is on.
     """
     try:
         return _read_csv_arrow(inp, layout, progress, newlines_in_values=False)
@@ -500,9 +512,11 @@ def _read_csv_arrow(
         col["label"]: pa.dictionary(pa.int32(), pa.string()),  # few distinct labels: indices, not strings
         col["success"]: pa.bool_(),
     }
-    for name in OPTIONAL_COLUMNS:
+    for name in NUMERIC_OPTIONAL_COLUMNS:
         if name in col:
             types[col[name]] = pa.int64()
+    if "responseMessage" in col:
+        types[col["responseMessage"]] = pa.dictionary(pa.int32(), pa.string())  # few distinct messages
     read_options = pa_csv.ReadOptions(
         column_names=names, skip_rows=1 if layout.has_header else 0, block_size=_ARROW_BLOCK
     )
@@ -564,7 +578,7 @@ def _samples_from_table(table: pa.Table, col: dict[str, str], text_timestamps: b
     chunks = table.column(col["label"]).unify_dictionaries().chunks
     labels = chunks[0].dictionary.to_pylist() if chunks else []
     label_idx = np.concatenate([chunk.indices.to_numpy() for chunk in chunks]) if chunks else np.zeros(0, np.int32)
-    return _Samples(
+    samples = _Samples(
         ts=ts_column.to_numpy().astype(np.int64, copy=False),
         elapsed=table.column(col["elapsed"]).to_numpy().astype(np.float64),
         label_idx=label_idx,
@@ -574,6 +588,31 @@ def _samples_from_table(table: pa.Table, col: dict[str, str], text_timestamps: b
         sent=numbers("sentBytes", np.float64) if "sentBytes" in col else np.zeros(table.num_rows),
         threads=numbers("allThreads", np.int64) if "allThreads" in col else None,
     )
+    if "responseMessage" in col:
+        return _with_transactions(samples, table.column(col["responseMessage"]))
+    return samples
+
+
+def _with_transactions(samples: _Samples, messages: pa.ChunkedArray) -> _Samples:
+    """Flag Transaction Controller samples, and drop empty ones, from the response messages (dictionary
+    encoded: each distinct message is tested once)."""
+
+    def flags(prefix: str) -> np.ndarray:
+        parts = [
+            pc.starts_with(chunk.dictionary, prefix).fill_null(False).take(chunk.indices).fill_null(False)
+            for chunk in messages.chunks
+        ]
+        return np.concatenate([part.to_numpy(zero_copy_only=False) for part in parts]) if parts else np.zeros(0, bool)
+
+    transaction = flags(TRANSACTION_PREFIX)
+    if not transaction.any():
+        return samples
+    samples.transaction = transaction
+    empty = flags(EMPTY_TRANSACTION_PREFIX)
+    if empty.any():
+        samples = samples.subset(~empty)
+        samples.empty_transactions = int(np.count_nonzero(empty))
+    return samples
 
 
 class _Accumulator:
@@ -589,6 +628,21 @@ class _Accumulator:
         self.threads = array.array("q")
         self.with_threads = with_threads
         self.label_ids: dict[str, int] = {}
+        # Rare per-sample facts, as the indices of the samples they apply to.
+        self.transactions = array.array("q")
+        self.no_elapsed = array.array("q")
+        self.no_start = array.array("q")
+        self.empty_transactions = 0
+
+    def is_transaction(self, message: str | None) -> bool | None:
+        """Notes whether the next sample added is a Transaction Controller's; None: an empty one, not to add."""
+        if message is None or not message.startswith(TRANSACTION_PREFIX):
+            return False
+        if message.startswith(EMPTY_TRANSACTION_PREFIX):
+            self.empty_transactions += 1
+            return None
+        self.transactions.append(len(self.ts))
+        return True
 
     def add(self, ts: int, elapsed: float, label: int, success: bool, received: float, sent: float, threads: int):
         self.ts.append(ts)
@@ -621,7 +675,18 @@ class _Accumulator:
             received=np.frombuffer(self.received, dtype=np.float64) if self.received else np.zeros(0),
             sent=np.frombuffer(self.sent, dtype=np.float64) if self.sent else np.zeros(0),
             threads=np.asarray(self.threads, dtype=np.int64) if self.with_threads else None,
+            transaction=self._flags(self.transactions),
+            no_elapsed=self._flags(self.no_elapsed),
+            no_start=self._flags(self.no_start),
+            empty_transactions=self.empty_transactions,
         )
+
+    def _flags(self, indices: array.array) -> np.ndarray | None:
+        if not indices:
+            return None
+        flags = np.zeros(len(self.ts), dtype=bool)
+        flags[np.frombuffer(indices, dtype=np.int64)] = True
+        return flags
 
 
 def _bounded_lines(text: io.TextIOBase, position: list[int]) -> Iterator[str]:
@@ -650,7 +715,7 @@ def _read_csv_python(inp: _Input, layout: _CsvLayout, progress: Callable[[int], 
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.reader(_bounded_lines(text, position), delimiter=layout.delimiter, quotechar='"')
         columns, width = layout.columns, layout.width
-        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at = _indices(columns)
+        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at, message_at = _indices(columns)
         label_ids = acc.label_ids
         append_ts, append_elapsed, append_label = acc.ts.append, acc.elapsed.append, acc.label_idx.append
         append_success, append_received, append_sent = acc.success.append, acc.received.append, acc.sent.append
@@ -675,11 +740,16 @@ def _read_csv_python(inp: _Input, layout: _CsvLayout, progress: Callable[[int], 
                     threads = int(row[threads_at]) if threads_at is not None else 0
                     if not _plausible(ts, elapsed, received, sent, threads):
                         raise ValueError  # out of range, nan or inf: _slow_row says which
+                    if message_at is not None and row[message_at].startswith(TRANSACTION_PREFIX):
+                        if acc.is_transaction(row[message_at]) is None:
+                            continue  # an empty transaction
                 except (ValueError, KeyError):
                     header = _slow_row(acc, row, columns, width, line)
                     if header is not None:  # two runs appended: the second header may even name other columns
                         columns, width = header
-                        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at = _indices(columns)
+                        ts_at, elapsed_at, label_at, success_at, bytes_at, sent_at, threads_at, message_at = _indices(
+                            columns
+                        )
                     continue
                 append_ts(ts)
                 append_elapsed(elapsed)
@@ -714,6 +784,7 @@ def _indices(columns: dict[str, int]) -> tuple:
         columns.get("bytes"),
         columns.get("sentBytes"),
         columns.get("allThreads"),
+        columns.get("responseMessage"),
     )
 
 
@@ -753,6 +824,8 @@ def _slow_row(
     if "allThreads" in columns:
         threads = _number(row[columns["allThreads"]], "allThreads", where)
         _in_range(threads, _MAX_THREADS, "allThreads", row[columns["allThreads"]], where)
+    if "responseMessage" in columns and acc.is_transaction(row[columns["responseMessage"]]) is None:
+        return None  # an empty transaction
     acc.add(ts, elapsed, label, success, received, sent, int(threads))
     return None
 
@@ -862,14 +935,19 @@ class _XmlSamples:
         except (KeyError, ValueError):
             self._slow_add(tag, attrib)
             return
+        message = get("rm")
+        if message is not None and message.startswith(TRANSACTION_PREFIX) and self.acc.is_transaction(message) is None:
+            return  # an empty transaction
         self.acc.add(ts, elapsed, label, success, received, sent, threads)
 
     def _slow_add(self, tag: str, attrib: dict[str, str]) -> None:
-        """A sample the quick conversion did not take: add it, or say precisely which attribute is wrong."""
+        """A sample the quick conversion did not take: add it, or say precisely which attribute is wrong.
+
+        A sample without `t` or `ts` (saved with those columns turned off) is counted; its timing is not known.
+        """
         where = f"line {self.line()}"
-        for name in ("ts", "t", "s"):
-            if name not in attrib:
-                raise ReportParseError(f"<{tag}> has no '{name}' attribute", where)
+        if "s" not in attrib:
+            raise ReportParseError(f"<{tag}> has no 's' attribute", where)
 
         def number(name: str, *, optional: bool = True, high: float | None = None) -> float:
             text = attrib.get(name, "")
@@ -878,15 +956,20 @@ class _XmlSamples:
                 _in_range(value, high, f"<{tag}> attribute {name}", text, where)
             return value
 
-        self.acc.add(
-            int(number("ts", optional=False, high=_MAX_TS)),
-            number("t", optional=False, high=_MAX_ELAPSED),
-            self.acc.label_id(attrib.get("lb", ""), where),
-            _success(attrib["s"], where),
-            number("by"),
-            number("sby"),
-            int(number("na", high=_MAX_THREADS)),
-        )
+        ts = int(number("ts", optional=False, high=_MAX_TS)) if "ts" in attrib else 0
+        elapsed = number("t", optional=False, high=_MAX_ELAPSED) if "t" in attrib else 0.0
+        values = (
+            ts, elapsed, self.acc.label_id(attrib.get("lb", ""), where), _success(attrib["s"], where),
+            number("by"), number("sby"), int(number("na", high=_MAX_THREADS)),
+        )  # fmt: skip
+        if self.acc.is_transaction(attrib.get("rm")) is None:
+            return  # an empty transaction
+        index = len(self.acc.ts)
+        if "ts" not in attrib:
+            self.acc.no_start.append(index)
+        if "t" not in attrib:
+            self.acc.no_elapsed.append(index)
+        self.acc.add(*values)
 
 
 def _read_xml(inp: _Input, progress: Callable[[int], None] | None) -> _Samples:
@@ -946,7 +1029,10 @@ def _expat_message(exc: ExpatError) -> str:
 def _statistics(samples: _Samples, kind: str) -> JMeterResult:
     count = len(samples.ts)
     if count == 0:
-        raise ReportParseError("no samples")
+        empty = samples.empty_transactions
+        raise ReportParseError(
+            f"no samples (only {empty:,} empty Transaction Controller samples)" if empty else "no samples"
+        )
 
     # Labels sorted by name; sample label indices remapped so that group g is the g-th label in that order.
     order = sorted(range(len(samples.labels)), key=samples.labels.__getitem__)
@@ -956,19 +1042,56 @@ def _statistics(samples: _Samples, kind: str) -> JMeterResult:
     by_label = _Groups(rank[samples.label_idx], len(names))
 
     end = samples.ts + samples.elapsed  # float64: epoch ms stay exact (< 2**53)
-    failed = ~samples.success
-    whole = _WholeNumbers.of(samples.elapsed)
-    per_label = _group_stats(by_label, samples, end, failed, whole)
-    labels = [_label_stats(name, *row) for name, row in zip(names, per_label, strict=True) if row[0]]
-    (total_row,) = _group_stats(_Groups(None, 1, count), samples, end, failed, whole)
+    per_label = _group_stats(by_label, samples, end, ~samples.success, _WholeNumbers.of(samples.elapsed))
+    transactions = _count(by_label, samples.transaction)
+    labels = [
+        _label_stats(name, *row, is_transaction=bool(in_transaction), no_elapsed=no_elapsed, no_start=no_start)
+        for name, row, in_transaction, no_elapsed, no_start in zip(
+            names,
+            per_label,
+            transactions,
+            _count(by_label, samples.no_elapsed),
+            _count(by_label, samples.no_start),
+            strict=True,
+        )
+        if row[0]
+    ]
+    # The Total, and the time series, are of every sample but Transaction Controller ones (JMeter's dashboard).
+    counted = samples if samples.transaction is None else samples.subset(~samples.transaction)
+    total, buckets, gap = _total(counted)
     return JMeterResult(
         format=kind,
         labels=labels,
-        total=_label_stats("Total", *total_row),
-        buckets=_buckets(samples, failed, whole),
-        started_at=_utc(samples.ts.min()),
-        finished_at=_utc(end.max()),
+        total=total,
+        buckets=buckets,
+        started_at=None if samples.no_start is not None else _utc(samples.ts.min()),
+        finished_at=None if samples.no_start is not None or samples.no_elapsed is not None else _utc(end.max()),
+        transaction_samples=count - len(counted.ts),
+        empty_transactions=samples.empty_transactions,
+        timing_unavailable=gap,
     )
+
+
+def _count(groups: _Groups, flags: np.ndarray | None) -> list[int]:
+    """Per group, how many samples have the flag (an absent flag array: none)."""
+    return groups.count_true(flags).tolist() if flags is not None else [0] * groups.count
+
+
+def _total(samples: _Samples) -> tuple[LabelStats, list[Bucket], str]:
+    """The Total row, its time buckets, and why there are no buckets ("" when there are)."""
+    count = len(samples.ts)
+    if count == 0:
+        unknown = (None,) * 13
+        return LabelStats("Total", 0, 0, *unknown, timing_unavailable=ONLY_TRANSACTIONS), [], ONLY_TRANSACTIONS
+    everything = _Groups(None, 1, count)
+    failed = ~samples.success
+    whole = _WholeNumbers.of(samples.elapsed)
+    (row,) = _group_stats(everything, samples, samples.ts + samples.elapsed, failed, whole)
+    (no_elapsed,), (no_start,) = _count(everything, samples.no_elapsed), _count(everything, samples.no_start)
+    total = _label_stats("Total", *row, is_transaction=False, no_elapsed=no_elapsed, no_start=no_start)
+    if total.timing_unavailable:
+        return total, [], total.timing_unavailable
+    return total, _buckets(samples, failed, whole), ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1111,28 +1234,45 @@ def _group_stats(
 
 
 def _label_stats(
-    label, samples, errors, min_ms, max_ms, mean_ms, stdev_ms, p50, p90, p95, p99, span_ms, received, sent
-) -> LabelStats:
+    label, samples, errors, min_ms, max_ms, mean_ms, stdev_ms, p50, p90, p95, p99, span_ms, received, sent, *,
+    is_transaction: bool, no_elapsed: int, no_start: int,
+) -> LabelStats:  # fmt: skip
+    """A group's row; figures that need an elapsed or start time some of its samples lack are None."""
     seconds = span_ms / 1000
     # Samples that all started and ended at the same instant have no duration: no rate (0.0), not infinity.
     per_second = 1 / seconds if seconds > 0 else 0.0
+    timed = not no_elapsed
+    spanned = timed and not no_start
+    gaps = [_gap(missing, samples, what) for missing, what in ((no_elapsed, NO_ELAPSED), (no_start, NO_START))]
+
+    def known(value, available: bool) -> float | None:
+        return float(value) if available else None
+
     return LabelStats(
         label=label,
         samples=int(samples),
         errors=int(errors),
         error_percent=errors / samples * 100,
-        min_ms=float(min_ms),
-        max_ms=float(max_ms),
-        mean_ms=float(mean_ms),
-        stdev_ms=float(stdev_ms),
-        p50_ms=float(p50),
-        p90_ms=float(p90),
-        p95_ms=float(p95),
-        p99_ms=float(p99),
-        throughput=samples * per_second,
-        received_kbps=received / 1024 * per_second,
-        sent_kbps=sent / 1024 * per_second,
+        min_ms=known(min_ms, timed),
+        max_ms=known(max_ms, timed),
+        mean_ms=known(mean_ms, timed),
+        stdev_ms=known(stdev_ms, timed),
+        p50_ms=known(p50, timed),
+        p90_ms=known(p90, timed),
+        p95_ms=known(p95, timed),
+        p99_ms=known(p99, timed),
+        throughput=known(samples * per_second, spanned),
+        received_kbps=known(received / 1024 * per_second, spanned),
+        sent_kbps=known(sent / 1024 * per_second, spanned),
+        is_transaction=is_transaction,
+        timing_unavailable="; ".join(gap for gap in gaps if gap),
     )
+
+
+def _gap(missing: int, samples: int, what: str) -> str:
+    if not missing:
+        return ""
+    return f"the samples have {what}" if missing == samples else f"{missing:,} of {samples:,} samples have {what}"
 
 
 def _bucket_width(first_ms: int, last_ms: int) -> int:
@@ -1193,5 +1333,4 @@ __all__ = [
     "LabelStats",
     "looks_like_jmeter",
     "parse_jmeter",
-    "percentile",
 ]

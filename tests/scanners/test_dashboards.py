@@ -262,6 +262,61 @@ def test_the_performance_page_says_when_production_has_no_run(client, users):
     assert "Nothing runs in production yet" in response.content.decode()
 
 
+def transaction_load(latencies: dict[str, int], checkout: int) -> bytes:
+    """load_rows plus a "checkout" Transaction Controller row (elapsed `checkout`) after each round of requests."""
+    rows = load_rows(latencies)
+    rows += [(stamp, checkout, "checkout", True) for stamp in sorted({row[0] for row in rows})]
+    return samples.jtl_csv_with_transactions(rows, ("checkout",))
+
+
+@pytest.mark.parametrize("page", ["run-performance", "project-performance"])
+def test_the_performance_page_marks_transaction_rows_keeps_them_out_of_the_total_and_compares_them(
+    client, users, page
+):
+    project = ProjectFactory(slug="shop")
+    released = make_run(project, minutes=0, branch="master")
+    ingest(released, transaction_load({"home": 100, "cart": 200}, checkout=300), "prod.jtl")
+    DeploymentFactory(source_run=released, environment=EnvironmentFactory(tier=Tier.PRODUCTION, order=3))
+    current = make_run(project, minutes=10)
+    ingest(current, transaction_load({"home": 100, "cart": 200}, checkout=600), "load.jtl")
+    client.force_login(users.developer)
+
+    args = ["shop", current.pk] if page == "run-performance" else ["shop"]
+    response = client.get(reverse(page, args=args))
+
+    rows = {row.label: row for row in response.context["rows"]}
+    assert [label for label, row in rows.items() if row.is_transaction] == ["checkout"]
+    samples_cell, mean = rows["checkout"].cells[0], rows["checkout"].cells[2]
+    assert (samples_cell.value, mean.value, mean.change.text, mean.change.css) == ("20", "600.0", "+100.0%", "worse")
+    total = next(row for row in rows.values() if row.is_total)
+    assert total.cells[0].value == "40"  # home and cart, 20 each: not the 20 checkout samples
+    assert total.cells[2].value == "150.0" and total.cells[2].change.text == "±0%"  # their mean, unchanged
+    body = response.content.decode()
+    assert 'checkout\n          <span class="status status-transaction">transaction</span>' in body
+    assert "left out of the Total, as in JMeter's dashboard" in body
+
+
+def test_the_performance_page_shows_figures_it_cannot_know_as_not_available_with_the_reason(client, users):
+    project = ProjectFactory(slug="shop")
+    released = make_run(project, minutes=0, branch="master")
+    ingest(released, samples.jtl_csv(load_rows({"home": 100})), "prod.jtl")
+    DeploymentFactory(source_run=released, environment=EnvironmentFactory(tier=Tier.PRODUCTION, order=3))
+    current = make_run(project, minutes=10)
+    ingest(current, samples.jtl_xml_without_timing([("home", True), ("home", False)]), "untimed.jtl")
+    client.force_login(users.developer)
+
+    response = client.get(reverse("run-performance", args=["shop", current.pk]))
+
+    home = next(row for row in response.context["rows"] if row.label == "home")
+    samples_cell, error, *timing = home.cells
+    assert (samples_cell.value, error.value) == ("2", "50.00")
+    assert [(cell.value, cell.change) for cell in timing] == [("n/a", None)] * 6  # not 0, and no "-100%"
+    body = response.content.decode()
+    assert "n/a: the samples have no elapsed time (XML attribute t)" in body
+    assert "No time series: the samples have no elapsed time (XML attribute t)" in body
+    assert response.context["response_chart"] not in body
+
+
 # --- attacks ---------------------------------------------------------------------------------------------------
 
 

@@ -123,3 +123,11 @@ def test_it_refuses_a_status_an_imported_build_cannot_have(files, status):
     with pytest.raises(CommandError, match="--status"):
         run_command("--project", "shop", "--build", "9", "--status", status, str(files["trivy"]))
     assert not PipelineRun.objects.exists()
+
+
+def test_it_prints_not_available_for_a_load_test_saved_without_timing(tmp_path):
+    ProjectFactory(slug="shop")
+    untimed = tmp_path / "untimed.jtl"
+    untimed.write_bytes(samples.jtl_xml_without_timing([("home", True), ("home", False)]))
+    run_command("--project", "shop", "--build", "1", str(untimed))
+    assert "jmeter parsed, 2 samples, 1 errors, 1 labels; p95 n/a, n/a" in run_command.output

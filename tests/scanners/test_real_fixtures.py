@@ -29,14 +29,14 @@ GAUNTLT = {
     "cucumber-ruby-modern-pass-fail.json": (2, 1, 1, 0),
 }
 JMETER = {
-    # file: (top-level samples, failed samples, labels)
-    "csv-failures-nonhttp.jtl": (8, 6, 8),
-    "csv-formatted-timestamp.csv": (3, 1, 2),
-    "csv-no-header.jtl": (3, 0, 3),
-    "jmeter-dashboard-default-17cols.csv": (255, 3, 2),
-    "xml-embedded-resources-subsamples.jtl": (1, 1, 1),
-    "xml-sample-jmeter3-attrs.jtl": (2, 1, 1),
-    "xml-transaction-parent-nested-2-levels.jtl": (3, 3, 3),
+    # file: (samples in the Total, its failed samples, labels, Transaction Controller labels left out of the Total)
+    "csv-failures-nonhttp.jtl": (6, 5, 8, 2),
+    "csv-formatted-timestamp.csv": (3, 1, 2, 0),
+    "csv-no-header.jtl": (3, 0, 3, 0),
+    "jmeter-dashboard-default-17cols.csv": (255, 3, 2, 0),
+    "xml-embedded-resources-subsamples.jtl": (1, 1, 1, 0),
+    "xml-sample-jmeter3-attrs.jtl": (2, 1, 1, 0),
+    "xml-transaction-parent-nested-2-levels.jtl": (1, 1, 3, 2),
 }
 
 
@@ -71,13 +71,17 @@ def test_gauntlt_fixture(shared_fixture, name):
 
 @pytest.mark.parametrize("name", sorted(JMETER))
 def test_jmeter_fixture(shared_fixture, name):
-    samples, errors, labels = JMETER[name]
+    samples, errors, labels, transactions = JMETER[name]
     report = ingest_fixture(shared_fixture(f"jmeter/{name}"))
     assert (report.status, report.kind) == (ReportStatus.PARSED, "jmeter"), report.error
-    assert (report.summary["samples"], report.summary["errors"], len(report.summary["labels"])) == JMETER[name]
+    summary = report.summary
+    assert (summary["samples"], summary["errors"], len(summary["labels"]), len(summary["transactions"])) == (
+        JMETER[name]
+    )
     total = report.load_stats.get(is_total=True)
     assert (total.samples, total.errors) == (samples, errors)
     assert report.load_stats.filter(is_total=False).count() == labels
+    assert report.load_stats.filter(is_transaction=True).count() == transactions
 
 
 def test_secrets_are_masked_before_they_are_stored(shared_fixture):

@@ -145,6 +145,41 @@ def test_it_ingests_jmeter_statistics():
     assert report.load_buckets.exists()
 
 
+def test_it_stores_transaction_rows_marked_and_a_total_without_them():
+    # Each "checkout" transaction spans the home and cart requests before it, as JMeter writes them.
+    rows = []
+    for i in range(4):
+        start = 1_700_000_000_000 + i * 1000
+        rows += [(start, 100, "home", True), (start + 100, 200, "cart", i != 0), (start, 300, "checkout", i != 0)]
+    report = ingest(RunFactory(), samples.jtl_csv_with_transactions(rows, ("checkout",)), name="results.jtl")
+
+    stats = {stat.label: stat for stat in LoadTestStat.objects.filter(report=report)}
+    assert [label for label, stat in stats.items() if stat.is_transaction] == ["checkout"]
+    assert (stats["checkout"].samples, stats["checkout"].errors, stats["checkout"].mean_ms) == (4, 1, 300.0)
+    total = LoadTestStat.objects.get(report=report, is_total=True)
+    assert (total.samples, total.errors, total.max_ms, total.mean_ms) == (8, 1, 200.0, 150.0)
+    assert total.throughput == pytest.approx(8 / 3.3)  # first start 0, last end 3000 + 100 + 200 ms
+    summary = report.summary
+    assert (summary["samples"], summary["errors"], summary["transaction_samples"]) == (8, 1, 4)
+    assert summary["transactions"] == ["checkout"] and summary["total"]["p95"] == 200.0
+    assert sum(report.load_buckets.values_list("samples", flat=True)) == 8
+
+
+def test_it_ingests_an_xml_jtl_without_timing_and_stores_its_timing_as_not_available():
+    content = samples.jtl_xml_without_timing([("home", True), ("home", False), ("cart", True)])
+    report = ingest(RunFactory(), content, name="results.jtl")
+
+    assert report.status == ReportStatus.PARSED, report.error
+    assert (report.summary["samples"], report.summary["errors"]) == (3, 1)
+    for stat in LoadTestStat.objects.filter(report=report):
+        assert (stat.mean_ms, stat.p95_ms, stat.min_ms, stat.throughput, stat.received_kbps) == (None,) * 5
+        assert "no elapsed time" in stat.timing_unavailable and "no start time" in stat.timing_unavailable
+    assert not report.load_buckets.exists()
+    assert "no elapsed time" in report.summary["timing_unavailable"]
+    assert report.summary["total"]["p95"] is None
+    assert report.summary["started_at"] is None
+
+
 def test_a_failed_report_writes_nothing_and_leaves_other_reports_alone():
     run = RunFactory()
     good = ingest(run, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))

@@ -59,6 +59,22 @@ def test_the_report_page_shows_scenarios_and_load_statistics(client, users):
     assert "home" in body and "Total" in body
 
 
+def test_the_report_page_marks_transaction_rows_and_shows_missing_timing_as_not_available(client, users):
+    run = RunFactory()
+    rows = [(1_700_000_000_000 + i, 10 + i, "home" if i % 2 else "TC buy", True) for i in range(6)]
+    with_transactions = ingest(run, samples.jtl_csv_with_transactions(rows, ("TC buy",)), "tc.jtl")
+    untimed = ingest(run, samples.jtl_xml_without_timing([("home", True), ("home", False)]), "untimed.jtl")
+    client.force_login(users.developer)
+
+    body = client.get(reverse("report-detail", args=[with_transactions.pk])).content.decode()
+    assert "3 samples" in body and "3 Transaction Controller samples" in body
+    assert 'TC buy\n          <span class="status status-transaction">transaction</span>' in body
+    body = client.get(reverse("report-detail", args=[untimed.pk])).content.decode()
+    assert "2 samples, 1 errors" in body
+    assert "n/a: the samples have no elapsed time (XML attribute t)" in body
+    assert '<td class="num">n/a</td>' in body and '<td class="num">0.0</td>' not in body
+
+
 def test_a_failed_report_shows_its_error(client, users):
     report = ingest(RunFactory(), b"\x00\x01garbage", "mystery.bin")
     client.force_login(users.developer)

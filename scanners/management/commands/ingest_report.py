@@ -100,9 +100,11 @@ def describe(outcome: dict) -> str:
         detail += f"{outcome['new']} new, {outcome['fixed']} fixed"
     elif kind == ReportKind.JMETER:
         total = outcome["total"]
+        p95 = "n/a" if total["p95"] is None else f"{total['p95']:.1f} ms"
+        throughput = "n/a" if total["throughput"] is None else f"{total['throughput']:.1f}/s"
         detail = (
             f"{outcome['samples']} samples, {outcome['errors']} errors, {len(outcome['labels'])} labels; "
-            f"p95 {total['p95']:.1f} ms, {total['throughput']:.1f}/s"
+            f"p95 {p95}, {throughput}"
         )
     else:
         detail = f"{outcome['scenarios']} scenarios: {outcome['passed']} passed, {outcome['failed']} failed"

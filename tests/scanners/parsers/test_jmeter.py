@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,6 @@ from scanners.parsers.jmeter import (
     LabelStats,
     looks_like_jmeter,
     parse_jmeter,
-    percentile,
 )
 from tests.scanners import samples
 
@@ -98,35 +98,57 @@ def fast_path_only(monkeypatch):
 # The percentile definition
 
 
-def test_it_defines_percentiles_like_the_jmeter_dashboard():
-    values = np.arange(1.0, 11.0)  # 1..10
-    assert percentile(values, 50) == 5.5  # pos 5.5: halfway between the 5th and 6th
-    assert percentile(values, 90) == pytest.approx(9.9)  # pos 9.9
-    assert percentile(values, 95) == 10.0  # pos 10.45 >= N: the maximum
-    assert percentile(values, 5) == 1.0  # pos 0.55 < 1: the minimum
-    assert percentile(np.array([7.0]), 99) == 7.0
+def percentile(sorted_values: np.ndarray, p: float) -> float:
+    """The JMeter dashboard percentile (commons-math Percentile, LEGACY estimation) of ascending values, one at a
+    time: the reference the parser's vectorised percentiles are checked against.
+
+    pos = p(N+1)/100; below 1 gives the minimum, from N on the maximum, otherwise linear interpolation
+    between the neighbours at 1-based positions floor(pos) and floor(pos) + 1.
+    """
+    n = len(sorted_values)
+    pos = p * (n + 1) / 100
+    if pos < 1:
+        return float(sorted_values[0])
+    if pos >= n:
+        return float(sorted_values[n - 1])
+    low = math.floor(pos)
+    lower = float(sorted_values[low - 1])
+    upper = float(sorted_values[low])
+    return lower + (pos - low) * (upper - lower)
+
+
+def one_label(tmp_path: Path, elapsed) -> LabelStats:
+    rows = [row(T0 + i, value, "a") for i, value in enumerate(elapsed)]
+    (stats,) = parse_jmeter(write_csv(tmp_path / "one-label.jtl", rows)).labels
+    return stats
+
+
+def test_it_defines_percentiles_like_the_jmeter_dashboard(tmp_path):
+    stats = one_label(tmp_path, range(1, 11))  # 1..10
+    assert stats.p50_ms == 5.5  # pos 5.5: halfway between the 5th and 6th
+    assert stats.p90_ms == pytest.approx(9.9)  # pos 9.9
+    assert stats.p95_ms == stats.p99_ms == 10.0  # pos 10.45 >= N: the maximum
+    assert one_label(tmp_path, [7]).p50_ms == 7.0
     assert "p(N+1)/100" in PERCENTILE_DEFINITION
 
 
-def test_it_matches_numpy_weibull_percentiles_including_the_clamping():
+def test_it_computes_the_reference_percentile_for_every_size_including_the_clamping(tmp_path):
     rng = np.random.default_rng(3)
-    for size in [1, 2, 3, 4, 5, 7, 10, 19, 20, 99, 100, 101, 1000, 12_345]:
+    for size in [1, 2, 3, 4, 5, 7, 10, 19, 20, 99, 100, 101, 1000]:
+        values = rng.lognormal(4, 1, size).round().astype(np.int64)
+        stats = one_label(tmp_path, values.tolist())
+        ordered = np.sort(values)
+        for p in (50, 90, 95, 99):
+            assert getattr(stats, f"p{p}_ms") == exact(percentile(ordered, p)), (size, p)
+
+
+def test_the_reference_percentile_is_numpys_weibull_method():
+    # The generated-data tests below use numpy's weibull method: the same definition, clamping included.
+    rng = np.random.default_rng(3)
+    for size in [1, 2, 3, 10, 101, 12_345]:
         values = np.sort(rng.lognormal(4, 1, size).round())
-        for p in [0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100]:
+        for p in [0.1, 1, 5, 25, 50, 90, 99.9, 100]:
             assert percentile(values, p) == exact(np.percentile(values, p, method="weibull")), (size, p)
-    # Clamping, spelled out: numpy's weibull index p(N+1)/100 - 1 is clipped to [0, N-1] as JMeter clamps.
-    three = np.array([10.0, 20.0, 30.0])
-    assert percentile(three, 10) == np.percentile(three, 10, method="weibull") == 10.0
-    assert percentile(three, 99) == np.percentile(three, 99, method="weibull") == 30.0
-
-
-def test_it_refuses_percentiles_of_nothing_or_out_of_range():
-    with pytest.raises(ValueError):
-        percentile(np.array([]), 50)
-    with pytest.raises(ValueError):
-        percentile(np.array([1.0]), 0)
-    with pytest.raises(ValueError):
-        percentile(np.array([1.0]), 101)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,28 +231,33 @@ def test_it_reads_formatted_timestamps_as_utc(shared_fixture, reader):
     assert result.total.throughput == exact(3 / 2.001)
 
 
-def test_it_counts_failures_non_http_codes_and_transaction_rows(shared_fixture, reader):
+def test_it_counts_failures_non_http_codes_and_leaves_transaction_rows_out_of_the_total(shared_fixture, reader):
     # 13 columns with Hostname, no dataType; two Transaction Controller parent rows; quoted messages.
     result = parse_jmeter(shared_fixture(FIXTURES + "csv-failures-nonhttp.jtl"))
 
     stats = by_label(result)
     assert len(stats) == 8
-    assert (result.total.samples, result.total.errors) == (8, 6)
     unknown_host = stats["not exist url"]  # rc "Non HTTP response code: java.net.UnknownHostException"
     assert (unknown_host.samples, unknown_host.errors, unknown_host.mean_ms) == (1, 1, 64.0)
-    # Transaction Controller parents count as samples of their own label (as JMeter's dashboard does).
+    # Transaction Controller rows keep their own label row, marked as transactions...
     passed = stats["TC for embeddedResources check pass"]
-    assert (passed.samples, passed.errors, passed.mean_ms) == (1, 0, 75.0)
-    assert stats["TC for embeddedResources check last fail"].errors == 1
-    assert stats["TC for embeddedResources check last fail"].max_ms == 450.0
+    assert (passed.samples, passed.errors, passed.mean_ms, passed.is_transaction) == (1, 0, 75.0, True)
+    failed = stats["TC for embeddedResources check last fail"]
+    assert (failed.errors, failed.max_ms, failed.is_transaction) == (1, 450.0, True)
+    assert [label for label, row in stats.items() if row.is_transaction] == [failed.label, passed.label]
+    # ...and stay out of the Total, as in JMeter's dashboard: the 6 other rows.
     total = result.total
-    assert (total.min_ms, total.max_ms) == (3.0, 450.0)
-    assert total.mean_ms == exact(1091 / 8)
-    assert total.p50_ms == 87.5  # sorted 3,50,64,75,100,139,210,450: pos 4.5
-    assert total.p90_ms == 450.0  # pos 8.1 >= 8
-    # First start 1551614636213, last end 1551614636719 + 450: 0.956 s; 11394 bytes received.
-    assert total.throughput == exact(8 / 0.956)
-    assert total.received_kbps == exact(11394 / 1024 / 0.956)
+    assert (total.samples, total.errors, result.transaction_samples) == (6, 5, 2)
+    assert total.error_percent == exact(5 / 6 * 100)
+    assert (total.min_ms, total.max_ms) == (3.0, 210.0)  # not the transaction's 450
+    assert total.mean_ms == exact(566 / 6)
+    assert total.p50_ms == 82.0  # sorted 3,50,64,100,139,210: pos 3.5
+    assert total.p90_ms == total.p95_ms == 210.0  # pos 6.3 >= 6
+    # First start 1551614636213, last end 1551614636715 + 210: 0.712 s; 10138 bytes received.
+    assert total.throughput == exact(6 / 0.712)
+    assert total.received_kbps == exact(10138 / 1024 / 0.712)
+    assert sum(bucket.samples for bucket in result.buckets) == 6
+    assert result.finished_at == utc_ms(1551614636719 + 450)  # the test itself ends with the transaction
     assert result.buckets[0].active_threads == 1
 
 
@@ -259,22 +286,26 @@ def test_it_reads_jmeter3_xml_sample_attributes(shared_fixture):
     assert result.buckets[0].active_threads == 1  # na="1"
 
 
-def test_it_counts_transaction_parents_but_not_their_nested_children_in_xml(shared_fixture):
+def test_it_keeps_xml_transaction_parents_out_of_the_total_and_their_nested_children_everywhere(shared_fixture):
+    # Two Transaction Controller parents ("generate parent sample", children nested) and one plain request.
     result = parse_jmeter(shared_fixture(FIXTURES + "xml-transaction-parent-nested-2-levels.jtl"))
 
-    assert [(s.label, s.samples, s.errors, s.mean_ms) for s in result.labels] == [
-        ("01_LoginPage", 1, 1, 1200.0),
-        ("02_ChannelSearch", 1, 1, 1300.0),
-        ("03_Health", 1, 1, 120.0),
+    assert [(s.label, s.samples, s.errors, s.mean_ms, s.is_transaction) for s in result.labels] == [
+        ("01_LoginPage", 1, 1, 1200.0, True),
+        ("02_ChannelSearch", 1, 1, 1300.0, True),
+        ("03_Health", 1, 1, 120.0, False),
     ]
+    # JMeter's dashboard, given the same run as a CSV (one row per top-level sample), leaves both transaction
+    # rows out of the Total: only 03_Health, 120 ms from 1690000002000, 200 bytes, remains.
     total = result.total
-    assert (total.samples, total.errors) == (3, 3)
-    assert total.mean_ms == exact(2620 / 3)
-    assert total.p50_ms == 1200.0
+    assert (total.samples, total.errors, total.error_percent, result.transaction_samples) == (1, 1, 100.0, 2)
+    assert (total.min_ms, total.max_ms, total.mean_ms) == (120.0, 120.0, 120.0)
+    assert (total.p50_ms, total.p90_ms, total.p95_ms, total.p99_ms) == (120.0, 120.0, 120.0, 120.0)
+    assert total.throughput == exact(1 / 0.12)
+    assert total.received_kbps == exact(200 / 1024 / 0.12)
+    assert [(bucket.started_at, bucket.samples) for bucket in result.buckets] == [(utc_ms(1690000002000), 1)]
+    assert result.started_at == utc_ms(1690000000000)
     assert result.finished_at == utc_ms(1690000001000 + 1300)
-    assert total.throughput == exact(3 / 2.3)
-    assert total.received_kbps == exact(2200 / 1024 / 2.3)
-    assert [bucket.samples for bucket in result.buckets] == [1, 1, 1]
 
 
 def test_it_recognises_every_shared_sample_file(shared_fixture):
@@ -363,10 +394,13 @@ def expected_stats(data, mask) -> dict:
     return expected
 
 
-def assert_matches_numpy(result: JMeterResult, data) -> None:
+def assert_matches_numpy(result: JMeterResult, data, *, transactions: int = 0) -> None:
+    """Every label of `data` and the Total match numpy; `transactions` more labels may follow, not in the Total."""
     names = sorted(set(data["label"].tolist()))
-    assert [stats.label for stats in result.labels] == names
-    checked = [(stats, data["label"] == stats.label) for stats in result.labels]
+    requests = [stats for stats in result.labels if not stats.is_transaction]
+    assert [stats.label for stats in requests] == names
+    assert len(result.labels) == len(names) + transactions
+    checked = [(stats, data["label"] == stats.label) for stats in requests]
     checked.append((result.total, np.ones(len(data["ts"]), dtype=bool)))
     for stats, mask in checked:
         for field, value in expected_stats(data, mask).items():
@@ -606,21 +640,95 @@ def test_it_follows_a_second_header_that_names_other_columns(tmp_path, reader):
 TRANSACTION_MESSAGE = "Number of samples in transaction : 2, number of failing samples : 1"
 
 
-def test_it_counts_transaction_controller_rows_as_their_own_label(tmp_path, reader):
+def transaction_rows(data) -> list[list]:
+    """The generated samples, with a Transaction Controller row after every fourth one (as JMeter writes it
+    without "generate parent sample") and an empty transaction now and then."""
+    rows = []
+    for index, sample in enumerate(generated_rows(data)):
+        rows.append(sample)
+        if index % 4 == 3:
+            ts, elapsed = sample[0], 3 * sample[1] + 7
+            failing = index % 3
+            message = f"Number of samples in transaction : 4, number of failing samples : {failing}"
+            rows.append(row(ts, elapsed, f"TC {index % 3}", "false" if failing else "true", message=message))
+            rows[-1][6] = ""  # dataType is empty on transaction rows
+        if index % 50 == 0:
+            message = "Number of samples in transaction : 0, number of failing samples : 0"
+            rows.append(row(sample[0], 0, "TC empty", message=message))
+    return rows
+
+
+def test_it_leaves_transaction_controller_rows_out_of_the_total_as_jmeters_dashboard(tmp_path, reader):
+    data = generate(seed=21, size=4_000)
+    rows = transaction_rows(data)
+
+    result = parse_jmeter(write_csv(tmp_path / "tc.jtl", rows))
+
+    # The Total, its percentiles, throughput and time series are exactly those of the requests alone.
+    assert_matches_numpy(result, data, transactions=3)
+    assert_buckets_match_numpy(result, data, width=5)
+    transactions = [stats for stats in result.labels if stats.is_transaction]
+    assert [stats.label for stats in transactions] == ["TC 0", "TC 1", "TC 2"]
+    assert sum(stats.samples for stats in transactions) == result.transaction_samples == 1_000
+    # An empty transaction (0 samples) is no sample at all, as in JMeter's dashboard.
+    assert "TC empty" not in by_label(result)
+    assert result.empty_transactions == 80
+
+
+def test_it_gives_the_same_total_for_a_transaction_csv_and_its_xml_with_nested_children(tmp_path):
     rows = [
         row(T0, 100, "GET /a"),
         row(T0 + 100, 50, "GET /b", "false", code="404", message="Not Found"),
         row(T0, 150, "TC checkout", "false", message=TRANSACTION_MESSAGE),
+        row(T0 + 400, 30, "GET /a"),
     ]
     rows[2][6] = ""  # dataType is empty on parent rows
-    result = parse_jmeter(write_csv(tmp_path / "tc.jtl", rows))
+    from_csv = parse_jmeter(write_csv(tmp_path / "tc.jtl", rows))
+    from_xml = parse_jmeter(
+        '<?xml version="1.0"?>\n<testResults version="1.2">\n'
+        f'<sample t="150" ts="{T0}" s="false" lb="TC checkout" rm="{TRANSACTION_MESSAGE}" by="200" sby="20" na="1">'
+        f'<httpSample t="100" ts="{T0}" s="true" lb="GET /a"/><httpSample t="50" ts="{T0 + 100}" s="false" lb="x"/>'
+        "</sample>\n"
+        f'<httpSample t="100" ts="{T0}" s="true" lb="GET /a" rm="OK" by="100" sby="10" na="1"/>\n'
+        f'<httpSample t="50" ts="{T0 + 100}" s="false" lb="GET /b" rm="Not Found" by="100" sby="10" na="1"/>\n'
+        f'<httpSample t="30" ts="{T0 + 400}" s="true" lb="GET /a" rm="OK" by="100" sby="10" na="1"/>\n'
+        "</testResults>\n".encode()
+    )
 
-    assert [(s.label, s.samples, s.errors, s.mean_ms) for s in result.labels] == [
-        ("GET /a", 1, 0, 100.0),
-        ("GET /b", 1, 1, 50.0),
-        ("TC checkout", 1, 1, 150.0),
-    ]
-    assert (result.total.samples, result.total.errors) == (3, 2)
+    for result in (from_csv, from_xml):
+        assert [(s.label, s.samples, s.errors, s.is_transaction) for s in result.labels] == [
+            ("GET /a", 2, 0, False),
+            ("GET /b", 1, 1, False),
+            ("TC checkout", 1, 1, True),
+        ]
+        total = result.total
+        assert (total.samples, total.errors, total.max_ms, total.p50_ms) == (3, 1, 100.0, 50.0)
+        assert total.throughput == exact(3 / 0.43)  # first start T0, last end T0 + 400 + 30
+    assert from_csv.total == from_xml.total
+    assert from_csv.buckets == from_xml.buckets
+
+
+def test_a_total_of_transactions_only_has_no_figures_and_says_why(tmp_path, reader):
+    rows = [row(T0 + i * 10, 100 + i, "TC login", message=TRANSACTION_MESSAGE) for i in range(3)]
+
+    result = parse_jmeter(write_csv(tmp_path / "only-tc.jtl", rows))
+
+    (login,) = result.labels
+    assert (login.samples, login.is_transaction, login.p50_ms) == (3, True, 101.0)
+    total = result.total
+    assert (total.samples, total.errors, total.error_percent) == (0, 0, None)
+    assert (total.p95_ms, total.throughput) == (None, None)
+    assert "Transaction Controller" in total.timing_unavailable
+    assert result.buckets == []
+    assert result.timing_unavailable == total.timing_unavailable
+
+
+def test_it_refuses_a_file_of_empty_transactions_only(tmp_path, reader):
+    message = "Number of samples in transaction : 0, number of failing samples : 0"
+    rows = [row(T0, 0, "TC", message=message), row(T0 + 5, 0, "TC", message=message)]
+    assert str(parse_error(write_csv(tmp_path / "empty-tc.jtl", rows))) == (
+        "no samples (only 2 empty Transaction Controller samples)"
+    )
 
 
 def test_it_reads_text_response_codes_and_any_case_of_true_false(tmp_path, reader):
@@ -709,6 +817,65 @@ def test_it_reads_xml_in_a_declared_encoding_with_missing_optional_attributes(tm
     result = parse_jmeter(path)
     assert result.labels[0].label == "café"
     assert (result.total.received_kbps, result.buckets[0].active_threads) == (0.0, 0)
+
+
+def xml_samples(*attributes: str) -> bytes:
+    samples = "".join(f"<httpSample {attrs}/>\n" for attrs in attributes)
+    return f'<?xml version="1.0"?>\n<testResults version="1.2">\n{samples}</testResults>\n'.encode()
+
+
+def test_it_counts_xml_samples_saved_without_elapsed_times_and_marks_their_timing_unavailable():
+    result = parse_jmeter(xml_samples(
+        f'ts="{T0}" s="true" lb="home" by="100"',
+        f'ts="{T0 + 1000}" s="false" lb="home" by="100"',
+        f'ts="{T0 + 2000}" s="true" lb="cart" by="100"',
+    ))  # fmt: skip
+
+    home, cart = by_label(result)["home"], by_label(result)["cart"]
+    assert (home.samples, home.errors, home.error_percent) == (2, 1, 50.0)
+    for stats in (home, cart, result.total):
+        assert stats.timing_unavailable == "the samples have no elapsed time (XML attribute t)"
+        for field in ("min_ms", "max_ms", "mean_ms", "stdev_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
+                      "throughput", "received_kbps", "sent_kbps"):  # fmt: skip
+            assert getattr(stats, field) is None, (stats.label, field)  # not 0: unknown
+    assert (result.total.samples, result.total.errors) == (3, 1)
+    assert result.buckets == []
+    assert result.timing_unavailable == "the samples have no elapsed time (XML attribute t)"
+    assert (result.started_at, result.finished_at) == (utc_ms(T0), None)
+
+
+def test_it_counts_xml_samples_saved_without_start_times_and_keeps_what_their_elapsed_times_give():
+    result = parse_jmeter(xml_samples('t="100" s="true" lb="home"', 't="300" s="false" lb="home"'))
+
+    total = result.total
+    assert (total.samples, total.errors, total.mean_ms, total.p50_ms, total.max_ms) == (2, 1, 200.0, 200.0, 300.0)
+    assert (total.throughput, total.received_kbps, total.sent_kbps) == (None, None, None)
+    assert total.timing_unavailable == "the samples have no start time (XML attribute ts)"
+    assert (result.buckets, result.started_at, result.finished_at) == ([], None, None)
+
+
+def test_it_counts_xml_samples_with_neither_time_and_says_both():
+    result = parse_jmeter(xml_samples('s="true" lb="a"', 's="false" lb="a"', 's="false" lb="a"'))
+    assert (result.total.samples, result.total.errors) == (3, 2)
+    assert result.total.timing_unavailable == (
+        "the samples have no elapsed time (XML attribute t); the samples have no start time (XML attribute ts)"
+    )
+    assert (result.total.mean_ms, result.total.throughput, result.buckets) == (None, None, [])
+
+
+def test_it_marks_only_the_labels_whose_samples_lack_a_time():
+    # Two runs appended, saved with different settings: "old" has no elapsed times, "new" has everything.
+    result = parse_jmeter(xml_samples(
+        f'ts="{T0}" s="true" lb="old"',
+        f't="100" ts="{T0 + 1000}" s="true" lb="new"',
+        f't="300" ts="{T0 + 2000}" s="true" lb="new"',
+    ))  # fmt: skip
+
+    old, new = by_label(result)["old"], by_label(result)["new"]
+    assert (old.mean_ms, old.timing_unavailable) == (None, "the samples have no elapsed time (XML attribute t)")
+    assert (new.mean_ms, new.throughput, new.timing_unavailable) == (200.0, exact(2 / 1.3), "")
+    assert result.total.mean_ms is None
+    assert result.total.timing_unavailable == "1 of 3 samples have no elapsed time (XML attribute t)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1006,7 +1173,7 @@ def test_it_refuses_xml_that_is_not_testresults():
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [
-        ('ts="1" s="true" lb="a"', "line 3: <httpSample> has no 't' attribute"),
+        ('t="1" ts="1" lb="a"', "line 3: <httpSample> has no 's' attribute"),
         ('t="x" ts="1" s="true" lb="a"', "line 3: <httpSample> attribute t 'x' is not a number"),
         ('t="1" ts="1" s="maybe" lb="a"', "line 3: success 'maybe' is neither true nor false"),
         ('t="1" ts="1e300" s="true" lb="a"', "line 3: <httpSample> attribute ts '1e300' is out of range"),
