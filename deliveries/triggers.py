@@ -47,7 +47,7 @@ def sleep(seconds: float) -> None:
 # --- From the web: record, audit, queue the task on commit -------------------------------------------------
 
 
-def request_run(*, project, branch: str, commit: str = "", user) -> PipelineRun:
+def request_run(*, project, branch: str, commit: str = "", user, trigger: str = RunTrigger.PORTAL) -> PipelineRun:
     if not jenkins.is_configured():
         raise TriggerRefused("Jenkins is not configured (JENKINS_URL is empty): the portal cannot start runs.")
     if not project.jenkins_job_path:
@@ -57,11 +57,12 @@ def request_run(*, project, branch: str, commit: str = "", user) -> PipelineRun:
             project=project,
             branch=branch,
             commit_sha=commit,
-            trigger=RunTrigger.PORTAL,
+            trigger=trigger,
             triggered_by=user,
             status=RunStatus.QUEUED,
         )
-        audit(run, user=user, action="run.requested", data={"branch": branch, "commit": commit})
+        audit(run, user=user, action="run.requested", data={
+            "branch": branch, "commit": commit, **({"trigger": trigger} if trigger != RunTrigger.PORTAL else {})})
         transaction.on_commit(partial(queue_task, "deliveries.tasks.trigger_run", run.pk, "trigger"))
     return run
 
