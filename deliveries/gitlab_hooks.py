@@ -231,10 +231,11 @@ def apply_merge_request(*, project: Project, event: MergeRequestEvent) -> Outcom
     return Outcome("synced", f"Merge request !{event.iid} is {event.state}.", promotions=tuple(changed))
 
 
-def issue_webhook_secret(*, project: Project, user) -> str:
+def issue_webhook_secret(*, project: Project, user=None, actor_label: str = "") -> str:
     """A new webhook secret for the project (the old one stops working); returned in clear, once."""
     with transaction.atomic():
         secret = project.issue_gitlab_webhook_secret()
-        AuditEvent.objects.create(actor=user, project=project, action="gitlab_webhook_secret.issued",
-                                  target_type="project", target_id=str(project.pk))
+        AuditEvent.objects.create(actor=user, actor_label=actor_label, project=project,
+                                  action="gitlab_webhook_secret.issued", target_type="project",
+                                  target_id=str(project.pk))
     return secret

@@ -379,3 +379,58 @@ def test_a_hook_to_a_portal_that_is_down_is_recorded_as_failed(simulated):
     simulated.push(SHOP, "dev")
     assert simulated.wait_for_hooks()
     assert simulated.deliveries[0].status is None and simulated.deliveries[0].error == "ConnectionError"
+
+
+# --- the demo's simulated GitLab (manage.py simulated_gitlab) ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_demo_serves_the_portal_s_projects_at_the_commits_of_their_latest_runs(tmp_path):
+    from deliveries.management.commands.simulated_gitlab import simulated_gitlab, webhook_secrets
+    from tests.factories import ProjectFactory, RunFactory
+
+    shop = ProjectFactory(slug="shop", gitlab_project_path="delivery/shop")
+    RunFactory(project=shop, branch="dev", commit_sha="1" * 40)
+    tested = RunFactory(project=shop, branch="dev", commit_sha="2" * 40)
+    secrets = webhook_secrets([shop], tmp_path / "secrets.json")
+    with simulated_gitlab([shop], token=BOT, portal_url="http://127.0.0.1:8000/", secrets=secrets) as demo:
+        project = api(demo).projects.get("delivery/shop")
+        assert project.branches.get("dev").commit["id"] == tested.commit_sha  # promoting it merges what was tested
+        assert project.branches.get("master").commit["id"]  # no run on master yet: a made-up first commit
+        mr = project.mergerequests.create({"source_branch": "dev", "target_branch": "master", "title": "t"})
+        assert mr.approve(sha=tested.commit_sha)["approved"]  # the portal's one user opens and approves
+        [hook] = demo.project("delivery/shop").hooks
+        assert hook.url == "http://127.0.0.1:8000/api/v1/hooks/gitlab/"
+        shop.refresh_from_db()
+        assert shop.gitlab_webhook_secret_matches(hook.token)
+
+
+@pytest.mark.django_db
+def test_the_demo_keeps_one_webhook_secret_per_project_in_a_private_file(tmp_path):
+    import stat
+
+    from deliveries.management.commands.simulated_gitlab import webhook_secrets
+    from deliveries.models import AuditEvent
+    from tests.factories import ProjectFactory
+
+    shop, blog = ProjectFactory(slug="shop"), ProjectFactory(slug="blog")
+    path = tmp_path / "simulated_gitlab_secrets.json"
+    secrets = webhook_secrets([shop, blog], path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert webhook_secrets([shop, blog], path) == secrets  # reused on a restart
+    shop.issue_gitlab_webhook_secret()  # an administrator issued a new one meanwhile
+    renewed = webhook_secrets([shop, blog], path)
+    assert renewed["shop"] != secrets["shop"] and renewed["blog"] == secrets["blog"]
+    assert AuditEvent.objects.filter(action="gitlab_webhook_secret.issued", actor_label="simulated GitLab").count() == 3
+
+
+@pytest.mark.django_db
+def test_the_demo_command_needs_a_token_and_projects(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.GITLAB_TOKEN = ""
+    with pytest.raises(CommandError, match="Set GITLAB_TOKEN"):
+        call_command("simulated_gitlab", "--port", "0")
+    settings.GITLAB_TOKEN = BOT
+    with pytest.raises(CommandError, match="seed_demo"):
+        call_command("simulated_gitlab", "--port", "0")
