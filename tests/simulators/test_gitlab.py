@@ -2,50 +2,22 @@
 python-gitlab itself (unchanged), its refusals as GitLab's API gives them, and the webhooks it sends."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gitlab
 import pytest
 import requests
 
 from simulators.gitlab import SimulatedGitLab
+from tests.simulators.recorder import Recorder
 
 BOT, LEAD = "glpat-portal-bot", "glpat-tom-lead"
 SHOP = "delivery/shop"
 
 
-class Recorder:
-    """A stand-in portal that records every webhook delivery and answers 200."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                recorder.calls.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self) -> list[tuple[str, str]]:
-        """(X-Gitlab-Event, action or ref) of every delivery, in order."""
-        return [(c["headers"]["X-Gitlab-Event"],
-                 c["json"].get("object_attributes", {}).get("action") or c["json"].get("ref")) for c in self.calls]
+def hook_events(recorder) -> list[tuple[str, str]]:
+    """(X-Gitlab-Event, action or ref) of every delivery, in order."""
+    return [(c["headers"]["X-Gitlab-Event"],
+             c["json"].get("object_attributes", {}).get("action") or c["json"].get("ref")) for c in recorder.calls]
 
 
 @pytest.fixture
@@ -57,8 +29,8 @@ def simulated():
 
 @pytest.fixture
 def recorder(simulated):
-    recorder = Recorder()
-    simulated.add_hook(SHOP, url=recorder.url, token="hook-secret")
+    recorder = Recorder(statuses=(200,))
+    simulated.add_hook(SHOP, url=f"{recorder.url}/hooks/", token="hook-secret")
     yield recorder
     recorder.stop()
 
@@ -349,7 +321,7 @@ def test_it_sends_the_hooks_of_a_merge_request_s_life(simulated, recorder):
     shop(simulated, LEAD).mergerequests.get(iid).approve()
     shop(simulated).mergerequests.get(iid).merge(sha=moved)
     assert simulated.wait_for_hooks()
-    assert recorder.events() == [
+    assert hook_events(recorder) == [
         ("Merge Request Hook", "open"),
         ("Merge Request Hook", "approved"),
         ("Push Hook", "refs/heads/dev"),

@@ -8,10 +8,6 @@ the portal with each project's webhook secret, kept in var/simulated_gitlab_secr
 while they still match, so restarting the demo does not change them.
 """
 
-import json
-import os
-import signal
-import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -19,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from deliveries import gitlab_hooks
 from deliveries.models import PipelineRun, Project
+from simulators import kept_secrets, serve_until_stopped
 from simulators.gitlab import SimulatedGitLab
 
 PORTAL_USER = "portal-bot"
@@ -46,19 +43,10 @@ class Command(BaseCommand):
                                          secrets=secrets, host=host, port=port)
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        stopping = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-        simulated.start()
         paths = ", ".join(p.gitlab_project_path for p in projects)
-        self.stdout.write(f"Simulated GitLab (not a real one) at {simulated.url}, webhooks to "
-                          f"{portal_url.rstrip('/')}{HOOK_PATH}; projects: {paths}")
-        self.stdout.flush()
-        try:
-            stopping.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            simulated.stop()
+        serve_until_stopped(simulated, stdout=self.stdout, message=(
+            f"Simulated GitLab (not a real one) at {simulated.url}, webhooks to "
+            f"{portal_url.rstrip('/')}{HOOK_PATH}; projects: {paths}"))
 
 
 def simulated_gitlab(projects, *, token: str, portal_url: str, secrets: dict[str, str], host: str = "127.0.0.1",
@@ -84,21 +72,12 @@ def latest_commit(project: Project, branch: str) -> str | None:
 
 def webhook_secrets(projects, path: Path) -> dict[str, str]:
     """A webhook secret per project slug: the one kept in `path` if it still matches, else a new one."""
-    kept = {}
-    if path.exists():
-        try:
-            kept = json.loads(path.read_text())
-        except ValueError:
-            kept = {}
+    kept = kept_secrets.read(path)
     secrets = {}
     for project in projects:
         secret = kept.get(project.slug, "")
         if not project.gitlab_webhook_secret_matches(secret):
             secret = gitlab_hooks.issue_webhook_secret(project=project, actor_label="simulated GitLab")
         secrets[project.slug] = secret
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(secrets, file)
-    os.chmod(path, 0o600)  # also when the file existed with looser permissions
+    kept_secrets.write(path, secrets)
     return secrets
