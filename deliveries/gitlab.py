@@ -4,7 +4,7 @@ Every call goes through `translated()`, so callers see `GitLabError` subclasses,
 the promotion page and a `retryable` flag:
 
 - GitLabNotConfigured: no GITLAB_URL or GITLAB_TOKEN, or GitLab refuses the token;
-- GitLabUnavailable: unreachable, timed out, or a 5xx (retryable: GitLab may come back);
+- GitLabUnavailable: unreachable, timed out, a 5xx, or still rate-limited (retryable: GitLab may come back);
 - ShaMismatch: the source branch moved since the tested run (409 on merge or approve);
 - NotMergeable: GitLab will not merge (405 or 422; its message is kept);
 - ApprovalRefused: GitLab will not take the approval (401 or 403 on approve);
@@ -148,6 +148,9 @@ def translated(*, what: str, missing: str = "such project or merge request"):
         said = gitlab_message(exc)
         if status >= 500:
             raise GitLabUnavailable(f"GitLab failed with an internal error ({status}) when asked to {what}.",
+                                    status=status) from exc
+        if status == 429:  # python-gitlab waited as GitLab asked, several times: try again later
+            raise GitLabUnavailable(f"GitLab is limiting the portal's requests (429) when asked to {what}.",
                                     status=status) from exc
         if status == 404:
             raise GitLabRefused(f"GitLab has no {missing} (404).", status=status) from exc

@@ -916,6 +916,8 @@ class Handler(BaseHTTPRequestHandler):
             content_type, text = ("application/json", message) if fault.message else FAULT_PAGES.get(
                 fault.status, ("application/json", message))
             status, headers = fault.status, {"Content-Type": content_type}
+            if status == 429:
+                headers["Retry-After"] = "1"  # GitLab's rate limiter says when to come back
         else:
             try:
                 status, headers, text = simulated.handle(method, self.path, self.headers, body)

@@ -204,6 +204,14 @@ def test_a_5xx_during_the_merge_is_gitlab_unavailable_and_retryable(simulated, s
     assert client.merge_merge_request(project_path=SHOP, iid=mr.iid, sha=mr.sha, message="m").state == "merged"
 
 
+def test_a_gitlab_that_keeps_limiting_the_portal_is_gitlab_unavailable(simulated, monkeypatch):
+    monkeypatch.setattr("gitlab.utils.time.sleep", lambda seconds: None)  # python-gitlab waits on each 429
+    simulated.fail(429)
+    with pytest.raises(GitLabUnavailable) as limited:
+        client.merge_request(project_path=SHOP, iid=1)
+    assert limited.value.retryable and limited.value.status == 429
+
+
 def test_an_unreachable_gitlab_is_gitlab_unavailable(simulated):
     simulated.unreachable()
     with pytest.raises(GitLabUnavailable) as down:

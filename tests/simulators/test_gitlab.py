@@ -289,6 +289,12 @@ def test_it_answers_a_5xx_for_as_many_requests_as_asked(simulated):
     assert shop(simulated).path_with_namespace == SHOP  # healed after one request
 
 
+def test_a_rate_limit_says_when_to_come_back_and_python_gitlab_waits(simulated):
+    simulated.fail(429, times=1)
+    assert shop(simulated).path_with_namespace == SHOP  # after one 429 and a wait of Retry-After
+    assert simulated.faults == []  # the 429 was answered, then the retry
+
+
 def test_a_fault_can_hit_only_the_merge(simulated):
     iid = open_mr(simulated).iid
     simulated.fail(503, method="PUT", path_contains="/merge")
