@@ -376,4 +376,5 @@ def test_issuing_a_webhook_secret_in_the_admin_shows_it_once_and_audits_it(clien
     assert diaspora.gitlab_webhook_secret_matches(secret) and not diaspora.gitlab_webhook_secret_matches(
         diaspora.secret)
     assert AuditEvent.objects.filter(action="gitlab_webhook_secret.issued", actor=admin).count() == 1
-    assert secret not in client.get(reverse("admin:deliveries_project_change", args=[diaspora.pk])).content.decode()
+    listed = client.get(reverse("admin:deliveries_project_changelist")).content.decode()
+    assert secret not in listed and diaspora.gitlab_webhook_secret_hash not in listed
