@@ -395,6 +395,8 @@ class GitLabHookDelivery(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = "GitLab hook delivery"
+        verbose_name_plural = "GitLab hook deliveries"
         constraints = [models.UniqueConstraint(fields=["project", "key"], name="gitlab_delivery_unique_key")]
 
     def __str__(self):
