@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
 
-from deliveries import services
+from deliveries import gitlab_hooks, services
 from deliveries.models import (
     Artifact,
     AuditEvent,
     GateCondition,
+    GitLabHookDelivery,
     PipelineRun,
     Project,
     ProjectToken,
@@ -28,11 +29,27 @@ class ProjectTokenInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch"]
+    list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch",
+                    "runs_on_push", "has_gitlab_webhook_secret"]
     search_fields = ["name", "slug", "gitlab_project_path"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProjectTokenInline]
-    actions = ["issue_token"]
+    actions = ["issue_token", "issue_gitlab_webhook_secret"]
+
+    @admin.display(boolean=True, description="GitLab webhook secret")
+    def has_gitlab_webhook_secret(self, project):
+        return bool(project.gitlab_webhook_secret_hash)
+
+    @admin.action(description="Issue a new GitLab webhook secret (shown once; the old one stops working)")
+    def issue_gitlab_webhook_secret(self, request, queryset):
+        for project in queryset:
+            secret = gitlab_hooks.issue_webhook_secret(project=project, user=request.user)
+            self.message_user(
+                request, f"New GitLab webhook secret for {project}: {secret} — set it as the Secret token of the "
+                         f"project's webhook to {request.build_absolute_uri('/api/v1/hooks/gitlab/')} in GitLab; "
+                         "copy it now, it will not be shown again.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request, queryset):
@@ -132,6 +149,22 @@ class PromotionAdmin(admin.ModelAdmin):
     list_filter = ["state", "project"]
     list_select_related = ["project", "source_run__project", "requested_by", "approved_by"]
     raw_id_fields = ["source_run", "master_run", "production_deployment"]
+
+
+@admin.register(GitLabHookDelivery)
+class GitLabHookDeliveryAdmin(admin.ModelAdmin):
+    """What GitLab delivered and what the portal did with it: written by the webhook only."""
+
+    list_display = ["received_at", "project", "event", "key", "outcome"]
+    list_filter = ["event", "project"]
+    search_fields = ["key", "outcome"]
+    list_select_related = ["project"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEvent)

@@ -3,6 +3,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from deliveries import api
+from deliveries.gitlab_hooks_api import gitlab_hook_view
 
 project = "v1/projects/<slug:slug>/"
 run = project + "runs/<int:build_number>/"
@@ -17,4 +18,5 @@ urlpatterns = [
     path(run + "reports/", api.api_view(api.ReportsView), name="api-reports"),
     path(run + "deployments/", api.api_view(api.DeploymentsView), name="api-deployments"),
     path("v1/hooks/jenkins-notification/", api.api_view(api.JenkinsNotificationView), name="api-jenkins-notification"),
+    path("v1/hooks/gitlab/", gitlab_hook_view, name="api-gitlab-hook"),
 ]

@@ -16,6 +16,11 @@ class Project(models.Model):
     jenkins_job_path = models.CharField(max_length=255, blank=True, help_text="folder/job on Jenkins")
     dev_branch = models.CharField(max_length=100, default="dev")
     release_branch = models.CharField(max_length=100, default="master")
+    runs_on_push = models.BooleanField(
+        default=False, help_text="A GitLab push to the dev or release branch starts a run (GitLab webhook)"
+    )
+    # A SHA-256 of the secret GitLab sends in X-Gitlab-Token; the secret is shown once, when the admin issues it.
+    gitlab_webhook_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -26,6 +31,18 @@ class Project(models.Model):
 
     def get_absolute_url(self):
         return reverse("project-detail", args=[self.slug])
+
+    def issue_gitlab_webhook_secret(self) -> str:
+        """Set a new webhook secret; returns it in clear, once (only its hash is stored)."""
+        secret = secrets.token_urlsafe(32)
+        self.gitlab_webhook_secret_hash = hashlib.sha256(secret.encode()).hexdigest()
+        self.save(update_fields=["gitlab_webhook_secret_hash"])
+        return secret
+
+    def gitlab_webhook_secret_matches(self, secret: str) -> bool:
+        if not self.gitlab_webhook_secret_hash or not secret:
+            return False
+        return hmac.compare_digest(self.gitlab_webhook_secret_hash, hashlib.sha256(secret.encode()).hexdigest())
 
 
 class ProjectToken(models.Model):
@@ -326,6 +343,13 @@ class PromotionState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class MergeRequestState(models.TextChoices):
+    OPENED = "opened", "Open"
+    CLOSED = "closed", "Closed"
+    LOCKED = "locked", "Locked"
+    MERGED = "merged", "Merged"
+
+
 class Promotion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="promotions")
     source_run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="promotions")
@@ -336,6 +360,10 @@ class Promotion(models.Model):
     )
     mr_iid = models.PositiveIntegerField(null=True, blank=True)
     mr_url = models.URLField(max_length=500, blank=True)
+    mr_state = models.CharField(
+        max_length=16, choices=MergeRequestState.choices, blank=True,
+        help_text="The merge request's state in GitLab, kept in sync by its webhook",
+    )
     gate_snapshot = models.JSONField(default=dict, blank=True)
     master_run = models.ForeignKey(
         PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="promoted_from"
@@ -352,6 +380,26 @@ class Promotion(models.Model):
 
     def __str__(self):
         return f"Promotion of {self.source_run} ({self.state})"
+
+
+class GitLabHookDelivery(models.Model):
+    """A GitLab webhook delivery already handled, by its Idempotency-Key (or X-Gitlab-Event-UUID): a replay
+    is answered "duplicate" and changes nothing."""
+
+    # Indexed by gitlab_delivery_unique_key, which starts with it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    event = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "GitLab hook delivery"
+        verbose_name_plural = "GitLab hook deliveries"
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="gitlab_delivery_unique_key")]
+
+    def __str__(self):
+        return f"{self.event} {self.key}"
 
 
 class AuditEvent(models.Model):

@@ -59,7 +59,8 @@ def sleep(seconds: float) -> None:
 # --- From the web: record, audit, queue the task on commit -------------------------------------------------
 
 
-def request_run(*, project, branch: str, commit: str = "", user, retry_of: PipelineRun | None = None) -> PipelineRun:
+def request_run(*, project, branch: str, commit: str = "", user, retry_of: PipelineRun | None = None,
+                trigger: str = RunTrigger.PORTAL) -> PipelineRun:
     if not jenkins.is_configured():
         raise TriggerRefused("Jenkins is not configured (JENKINS_URL is empty): the portal cannot start runs.")
     if not project.jenkins_job_path:
@@ -78,11 +79,12 @@ def request_run(*, project, branch: str, commit: str = "", user, retry_of: Pipel
             project=project,
             branch=branch,
             commit_sha=commit,
-            trigger=RunTrigger.PORTAL,
+            trigger=trigger,
             triggered_by=user,
             status=RunStatus.QUEUED,
         )
-        data = {"branch": branch, "commit": commit, **({"retry_of": retry_of.pk} if retry_of else {})}
+        data = {"branch": branch, "commit": commit, **({"retry_of": retry_of.pk} if retry_of else {}),
+                **({"trigger": trigger} if trigger != RunTrigger.PORTAL else {})}
         audit(run, user=user, action="run.requested", data=data)
         transaction.on_commit(partial(queue_task, "deliveries.tasks.trigger_run", run.pk, "trigger"))
     return run

@@ -5,10 +5,6 @@ that project's API token. The tokens are kept in var/simulated_jenkins_tokens.js
 they are valid, so restarting the demo does not pile up tokens. Basic auth is JENKINS_USER / JENKINS_TOKEN.
 """
 
-import json
-import os
-import signal
-import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -16,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Max
 
 from deliveries.models import Project, ProjectToken
+from simulators import kept_secrets, serve_until_stopped
 from simulators.jenkins import PortalTarget, SimulatedJenkins
 
 ISSUED_AS = "simulated-jenkins"  # the name of the project tokens it issues
@@ -54,28 +51,14 @@ class Command(BaseCommand):
                 portal=PortalTarget(portal_url, project.slug, tokens[project.slug], project.release_branch),
                 next_build_number=(last.get(project.pk) or 0) + 1,
             )
-        stopping = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-        fake.start()
         jobs = ", ".join(p.jenkins_job_path for p in projects)
-        self.stdout.write(f"Simulated Jenkins (not a real one) at {fake.url}, calling back {portal_url}; jobs: {jobs}")
-        self.stdout.flush()
-        try:
-            stopping.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            fake.stop()
+        serve_until_stopped(fake, stdout=self.stdout, message=(
+            f"Simulated Jenkins (not a real one) at {fake.url}, calling back {portal_url}; jobs: {jobs}"))
 
 
 def project_tokens(projects, path: Path) -> dict[str, str]:
     """A valid API token per project slug: the one kept in `path` if it still works, else a new one."""
-    kept = {}
-    if path.exists():
-        try:
-            kept = json.loads(path.read_text())
-        except ValueError:
-            kept = {}
+    kept = kept_secrets.read(path)
     tokens = {}
     for project in projects:
         token = kept.get(project.slug, "")
@@ -83,9 +66,5 @@ def project_tokens(projects, path: Path) -> dict[str, str]:
         if row is None or row.project_id != project.pk:
             _, token = ProjectToken.issue(project=project, name=ISSUED_AS)
         tokens[project.slug] = token
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(tokens, file)
-    os.chmod(path, 0o600)  # also when the file existed with looser permissions
+    kept_secrets.write(path, tokens)
     return tokens
