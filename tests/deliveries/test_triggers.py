@@ -111,6 +111,7 @@ def test_it_refuses_to_abort_a_finished_run(project, developer):
 
 
 def test_it_triggers_the_build_and_follows_it_out_of_the_queue(fake, fast, project):
+    fake.queue_seconds = 1.0  # long enough that the first poll finds it waiting, even on a loaded machine
     run = queued_run(project, branch="feature/x", commit_sha="abc1234")
     assert tasks.trigger_run(run.pk) == RunStatus.RUNNING
     run.refresh_from_db()
