@@ -23,3 +23,9 @@ def duration(value: timedelta | None) -> str:
     if minutes:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     return f"{seconds} s"
+
+
+@register.filter
+def run_label(run) -> str:
+    """How every page names a run: its Jenkins build number, or "run <id>" while Jenkins has not given one."""
+    return f"#{run.build_number}" if run.build_number is not None else f"run {run.pk}"
