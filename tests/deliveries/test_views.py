@@ -3,8 +3,10 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from deliveries.models import Promotion, RunStatus
+from environments.selectors import RUNS_AHEAD_DEFINITION
 from tests.factories import (
     ArtifactFactory,
     DeploymentFactory,
@@ -171,6 +173,7 @@ def test_home_shows_what_runs_where_and_what_waits(client, users):
     assert cells["production"].source_run.build_number == 3
     assert cells["staging"].source_run.build_number == 6
     assert row.drift == [("staging", "production", 3)]
+    assert f'title="{escape(RUNS_AHEAD_DEFINITION)}">staging is 3 runs ahead of production' in response.content.decode()
     assert [p.source_run.build_number for p in response.context["waiting_promotions"]] == [6]
     assert len(response.context["recent_runs"]) == 6
 
