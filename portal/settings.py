@@ -79,6 +79,8 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+# One date format on every page, with the time zone: portal/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["portal.formats"]
 TIME_ZONE = E.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -189,7 +189,8 @@ def performance_context(run) -> dict:
                 charts.Series("mean", [bucket.mean_ms if bucket.samples else None for bucket in buckets]),
                 charts.Series("p95", [bucket.p95_ms if bucket.samples else None for bucket in buckets]),
             ],
-            x_labels=times, y_unit="ms", title="Response time over the test", width=900,
+            x_labels=times, y_unit="ms", width=900,
+            title=f"Response time over the test (times in {timezone.get_current_timezone_name()})",
         ),
         "throughput_chart": charts.bar_chart(
             [charts.Series("samples/s", [bucket.samples / (bucket.width_seconds or 1) for bucket in buckets])],

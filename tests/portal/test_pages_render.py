@@ -1,4 +1,5 @@
-"""Every kind of page, rendered on a small but complete history: no page shows template syntax.
+"""Every kind of page, rendered on a small but complete history: no page shows template syntax, and every page
+writes moments one way, with the time zone.
 
 Django's `{# … #}` comments cannot span lines: a multi-line one is printed as text. This crawl opens each page type
 (delivery pages, a run in every state, the dashboards, reports, login, every admin changelist and form, the API
@@ -6,6 +7,7 @@ docs) and fails on any `{#`, `{%` or `{{` left in what a user sees.
 """
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -40,6 +42,11 @@ from tests.scanners import samples
 pytestmark = pytest.mark.django_db
 
 TEMPLATE_SYNTAX = ("{#", "{%", "{{")
+# A date with a time must be followed by the time zone ("2026-11-27 08:15 UTC"); no locale format ("Nov. 27, 2026,
+# 8:15 a.m."), no bare clock time in a table cell.
+MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?! UTC)(?::|\+|\.|\b)")
+LOCALE_MOMENT = re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2}, \d{4}|[ap]\.m\.")
+CLOCK_CELL = re.compile(r"<td>\d{2}:\d{2}(?::\d{2})?</td>")
 PORTAL_APPS = {"deliveries", "environments", "scanners"}
 NOW = timezone.now()
 
@@ -133,7 +140,7 @@ def leaked_syntax(body: str) -> list[str]:
             if (at := body.find(mark)) >= 0]
 
 
-def test_no_page_shows_template_syntax(client, users):
+def test_no_page_shows_template_syntax_and_every_page_writes_moments_with_their_zone(client, users):
     project, runs, scanned, reports = complete_history(users.developer)
     client.force_login(users.developer)
     pages = portal_pages(project, runs, scanned, reports)
@@ -153,3 +160,11 @@ def test_no_page_shows_template_syntax(client, users):
     assert statuses == {url: {"403": 403, "404": 404}.get(url, 200) for url in answers}
     leaks = {url: leaked_syntax(answer.content.decode()) for url, answer in answers.items()}
     assert {url: found for url, found in leaks.items() if found} == {}
+    other_formats = {url: moments_without_zone(answer.content.decode()) for url, answer in answers.items()}
+    assert {url: found for url, found in other_formats.items() if found} == {}
+    run_page = answers[reverse("run-detail", args=[project.slug, scanned.pk])].content.decode()
+    assert f"<dt>Started</dt><dd>{timezone.localtime(scanned.started_at):%Y-%m-%d %H:%M} UTC</dd>" in run_page
+
+
+def moments_without_zone(body: str) -> list[str]:
+    return [match.group(0) for pattern in (MOMENT, LOCALE_MOMENT, CLOCK_CELL) for match in pattern.finditer(body)]
