@@ -79,11 +79,11 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-# One date format on every page, with the time zone: portal/formats/en/formats.py.
-FORMAT_MODULE_PATH = ["portal.formats"]
 TIME_ZONE = E.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One date format on every page, with the time zone: portal/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["portal.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
