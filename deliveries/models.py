@@ -7,6 +7,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.formats import moment
+
 
 class Project(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -420,7 +422,7 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor or self.actor_label} {self.action}"
+        return f"{moment(self.created_at)} {self.actor or self.actor_label} {self.action}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

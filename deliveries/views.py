@@ -26,6 +26,7 @@ def home(request):
         "projects": selectors.projects_with_latest_runs(),
         "environments": environments,
         "board": board,
+        "runs_ahead_definition": environment_selectors.RUNS_AHEAD_DEFINITION,
         "recent_runs": selectors.recent_runs(),
         "waiting_promotions": selectors.promotions_waiting(),
     }

@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from environments import selectors
 from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
+from portal.formats import moment
 
 
 class HostInline(admin.TabularInline):
@@ -48,7 +49,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
             return "—"
         label = "healthy" if obj.health_ok else "failing"
         code = obj.health_code or "no answer"
-        return format_html('<span title="{}">{} ({})</span>', obj.health_checked_at, label, code)
+        return format_html('<span title="{}">{} ({})</span>', moment(obj.health_checked_at), label, code)
 
     @admin.display(description="Deployed now")
     def deployed_now(self, obj):

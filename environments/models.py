@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal.formats import moment
+
 
 class Tier(models.TextChoices):
     DEVELOPMENT = "development", "Development"
@@ -54,7 +56,7 @@ class FreezeWindow(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.environment} frozen {self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%Y-%m-%d %H:%M}"
+        return f"{self.environment} frozen {moment(self.starts_at)} – {moment(self.ends_at)}"
 
 
 class Host(models.Model):
@@ -159,4 +161,4 @@ class AvailabilityCheck(models.Model):
         indexes = [models.Index(fields=["environment", "-checked_at"], name="check_env_checked")]
 
     def __str__(self):
-        return f"{self.url} {'ok' if self.ok else 'failing'} at {self.checked_at:%Y-%m-%d %H:%M}"
+        return f"{self.url} {'ok' if self.ok else 'failing'} at {moment(self.checked_at)}"

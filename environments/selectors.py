@@ -64,9 +64,19 @@ def environment_board() -> tuple[list[Environment], list[BoardRow]]:
     return environments, rows
 
 
+# What "staging is 3 runs ahead of production" counts, written once: the home page shows it as the drift's tooltip.
+RUNS_AHEAD_DEFINITION = (
+    "Runs of the branch the earlier environment deploys, created after the run the later environment runs, up to "
+    "and including the earlier environment's run, whatever their result (a failed or unstable run's changes are "
+    "still in the runs after it): the changes that promoting it would take further. Runs Jenkins never built "
+    "(queued, trigger failed) do not count."
+)
+NEVER_BUILT = [RunStatus.QUEUED, RunStatus.TRIGGER_FAILED]
+
+
 def add_drift(rows: list[BoardRow], environments: list[Environment]) -> None:
-    """For neighbouring environments on the promotion path, how many green runs of the branch the earlier one
-    deploys were built after what the later one runs ("staging is 3 runs ahead of production"). One query."""
+    """For neighbouring environments on the promotion path, how many runs the earlier one is ahead of the later
+    one (RUNS_AHEAD_DEFINITION). One query."""
     pairs = []  # (row, ahead environment, behind environment, condition)
     for row in rows:
         deployed = [(env, cell) for env, cell in zip(environments, row.cells, strict=True) if cell and cell.source_run]
@@ -82,7 +92,7 @@ def add_drift(rows: list[BoardRow], environments: list[Environment]) -> None:
     for *_, condition in pairs:
         either |= condition
     # the WHERE lets the (project, branch, created_at) index find the runs; each FILTER counts one pair
-    counts = PipelineRun.objects.filter(either, status=RunStatus.SUCCESS).aggregate(
+    counts = PipelineRun.objects.filter(either).exclude(status__in=NEVER_BUILT).aggregate(
         **{f"pair{index}": Count("id", filter=condition) for index, (*_, condition) in enumerate(pairs)}
     )
     for index, (row, ahead_env, behind_env, _) in enumerate(pairs):

@@ -82,6 +82,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.read_time_zone(E, "TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One date format on every page, with the time zone: portal/formats/en/formats.py.
+FORMAT_MODULE_PATH = ["portal.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

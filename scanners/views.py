@@ -1,15 +1,17 @@
-"""Report page and the security, performance and attack dashboards of a run or a project.
+"""Report page, the raw report's download, and the security, performance and attack dashboards of a run or a project.
 
 Views parse the query string, call selectors, and turn what they return into charts (portal.charts).
 Every page needs a role (any); a run is always looked up within its project, so another project's run
 id is a 404.
 """
 
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET
 
 from deliveries import selectors as delivery_selectors
@@ -18,7 +20,7 @@ from environments import selectors as environment_selectors
 from portal import charts
 from portal.roles import role_required
 from scanners import selectors
-from scanners.models import FindingClass, Report, ReportKind, Severity
+from scanners.models import FindingClass, Report, ReportKind, ReportStatus, Severity
 
 FINDINGS_PER_PAGE = 100
 FIXED_PER_PAGE = 25
@@ -32,7 +34,7 @@ def report_detail(request, report_id):
         report = selectors.report_with_run(report_id)
     except Report.DoesNotExist:
         raise Http404("No such report") from None
-    context = {"report": report, "run": report.run}
+    context = {"report": report, "run": report.run, "raw_file_ready": raw_file_ready(report)}
     if report.kind == ReportKind.TRIVY:
         context.update(findings_context(request, selectors.findings(report=report, **finding_filters(request))))
     elif report.kind == ReportKind.GAUNTLT:
@@ -40,6 +42,36 @@ def report_detail(request, report_id):
     elif report.kind == ReportKind.JMETER:
         context["load_stats"] = selectors.report_load_stats(report)
     return render(request, "scanners/report_detail.html", context)
+
+
+def raw_file_ready(report) -> bool:
+    """Whether the stored raw file is the one to hand out: ingestion is over, so a Trivy report's secrets are masked
+    (scanners.services.mask_stored_secrets); a failed report's file is kept as uploaded, to see why it failed."""
+    return bool(report.file) and report.status in (ReportStatus.PARSED, ReportStatus.FAILED)
+
+
+@require_GET
+@role_required()
+def report_download(request, report_id):
+    """The raw report as stored, streamed from storage as an attachment that no browser renders."""
+    report = get_object_or_404(Report, pk=report_id)
+    if report.file and not raw_file_ready(report):
+        return HttpResponse("The report is still being parsed: download it once parsed (secrets are masked then).",
+                            status=409, content_type="text/plain; charset=utf-8")
+    if not report.file or not report.file.storage.exists(report.file.name):
+        raise Http404("This report's raw file is not kept.")
+    response = FileResponse(report.file.open("rb"), as_attachment=True, filename=download_name(report),
+                            content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def download_name(report) -> str:
+    """The uploaded name, reduced to letters, digits, dots, dashes and underscores (nothing a header can break on)."""
+    try:
+        return get_valid_filename(report.original_name)
+    except SuspiciousFileOperation:  # empty, "." or ".."
+        return f"report-{report.pk}"
 
 
 # --- security --------------------------------------------------------------------------------------------------
@@ -189,7 +221,8 @@ def performance_context(run) -> dict:
                 charts.Series("mean", [bucket.mean_ms if bucket.samples else None for bucket in buckets]),
                 charts.Series("p95", [bucket.p95_ms if bucket.samples else None for bucket in buckets]),
             ],
-            x_labels=times, y_unit="ms", title="Response time over the test", width=900,
+            x_labels=times, y_unit="ms", width=900,
+            title=f"Response time over the test (times in {timezone.get_current_timezone_name()})",
         ),
         "throughput_chart": charts.bar_chart(
             [charts.Series("samples/s", [bucket.samples / (bucket.width_seconds or 1) for bucket in buckets])],

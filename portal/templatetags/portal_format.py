@@ -2,6 +2,8 @@ from datetime import timedelta
 
 from django import template
 
+from portal.formats import moment
+
 register = template.Library()
 
 
@@ -23,3 +25,16 @@ def duration(value: timedelta | None) -> str:
     if minutes:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     return f"{seconds} s"
+
+
+@register.filter
+def run_label(run) -> str:
+    """How every page names a run: its Jenkins build number, or "run <id>" while Jenkins has not given one."""
+    return f"#{run.build_number}" if run.build_number is not None else f"run {run.pk}"
+
+
+
+@register.filter
+def when(value) -> str:
+    """A moment as every page writes it: "2026-11-27 08:15 UTC" (portal.formats)."""
+    return moment(value)

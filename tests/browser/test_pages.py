@@ -114,3 +114,19 @@ def test_a_script_in_a_report_does_not_run(signed_in, live_server, users):
         page.goto(live_server.url + url)
         assert page.evaluate("() => window.pwned === undefined")
         assert "<script>window.pwned" in page.locator("table.findings").inner_text()
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (375, 740)], ids=["laptop", "phone"])
+def test_home_does_not_scroll_sideways(signed_in, live_server, demo, screenshot, width, height):
+    page = signed_in()
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(f"{live_server.url}/")
+    overflow = page.evaluate(
+        """() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+                   wide: [...document.querySelectorAll('body *')]
+                     .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+                     .filter(el => !el.closest('.table-scroll'))
+                     .slice(0, 5).map(el => el.tagName + '.' + el.className + ' ' + el.textContent.slice(0, 40))})"""
+    )
+    screenshot(f"home-{width}")
+    assert overflow["scroll"] <= overflow["inner"], overflow["wide"]

@@ -44,3 +44,14 @@ def test_the_docs_page_loads_without_login_and_only_from_local_files(client):
     assert re.findall(r"https?://|//cdn|unpkg|jsdelivr", html) == []
     for url in re.findall(r"""(?:src|href)=["']([^"']+)["']""", html):
         assert url.startswith("/"), url
+
+
+def test_any_one_of_the_hooks_token_schemes_is_enough(client):
+    schema = json.loads(client.get("/api/schema/?format=json").content)
+    hook = schema["paths"]["/api/v1/hooks/jenkins-notification/"]["post"]
+    # Separate items are alternatives; schemes inside one item would all be required at once.
+    assert hook["security"] == [
+        {"projectTokenBearer": []}, {"projectTokenInQuery": []}, {"projectTokenInHeader": []}
+    ]
+    assert {"projectTokenBearer", "projectTokenInQuery", "projectTokenInHeader"} <= set(
+        schema["components"]["securitySchemes"])

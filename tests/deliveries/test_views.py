@@ -3,8 +3,10 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from deliveries.models import Promotion, RunStatus
+from environments.selectors import RUNS_AHEAD_DEFINITION
 from tests.factories import (
     ArtifactFactory,
     DeploymentFactory,
@@ -171,6 +173,7 @@ def test_home_shows_what_runs_where_and_what_waits(client, users):
     assert cells["production"].source_run.build_number == 3
     assert cells["staging"].source_run.build_number == 6
     assert row.drift == [("staging", "production", 3)]
+    assert f'title="{escape(RUNS_AHEAD_DEFINITION)}">staging is 3 runs ahead of production' in response.content.decode()
     assert [p.source_run.build_number for p in response.context["waiting_promotions"]] == [6]
     assert len(response.context["recent_runs"]) == 6
 
@@ -203,3 +206,26 @@ def test_dora_page_states_the_keys_and_their_bands(client, users):
                   "Elite", "2021 Accelerate State of DevOps"):
         assert words in body
     assert client.get(reverse("project-dora", args=["shop"]), {"days": "9999"}).context["days"] == 30
+
+
+def breadcrumb_and_heading(body: str) -> tuple[str, str]:
+    """The last crumb of the page's breadcrumbs, and its heading, as text."""
+    import re
+
+    def text(html):
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip()
+
+    crumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', body, re.S).group(1)
+    heading = re.search(r"<h1>(.*?)</h1>", body, re.S).group(1)
+    return text(crumbs).split(" / ")[-1], text(heading)
+
+
+def test_a_run_pages_breadcrumb_names_the_run_as_its_heading_does_while_it_changes(client, users):
+    run = RunFactory(project=ProjectFactory(slug="shop", name="Shop"), build_number=None, status=RunStatus.QUEUED)
+    client.force_login(users.developer)
+    crumb, heading = breadcrumb_and_heading(client.get(reverse("run-detail", args=["shop", run.pk])).content.decode())
+    assert crumb == f"run {run.pk}" and heading.startswith(f"Shop run {run.pk} ")
+    run.build_number, run.status = 57, RunStatus.RUNNING  # Jenkins started it: live.js swaps in the fragment
+    run.save()
+    crumb, heading = breadcrumb_and_heading(client.get(reverse("run-live", args=["shop", run.pk])).content.decode())
+    assert crumb == "#57" and heading.startswith("Shop #57 ")

@@ -46,10 +46,22 @@ def test_the_board_shows_what_runs_where(environments):
 
 def test_the_board_says_how_many_runs_staging_is_ahead_of_production(environments):
     project = ProjectFactory()
-    history(project, environments, 3)
-    RunFactory(project=project, branch="dev", status="failed", created_at=NOW - timedelta(days=4, hours=-1, minutes=1))
+    history(project, environments, 3)  # 3 green dev runs after production's, the last on staging
     _, (row,) = selectors.environment_board()
     assert row.drift == [("staging", "production", 3)]
+
+
+def test_runs_ahead_count_every_built_run_of_the_branch_whatever_its_result(environments):
+    project = ProjectFactory()
+    history(project, environments, 3)
+    between = NOW - timedelta(days=4) + timedelta(minutes=30)  # after production's run, before staging's
+    for status in ("unstable", "failed", "aborted"):  # their changes are in staging's run too
+        RunFactory(project=project, branch="dev", status=status, created_at=between)
+    RunFactory(project=project, branch="dev", status="trigger_failed", build_number=None, created_at=between)
+    RunFactory(project=project, branch="feature/x", created_at=between)  # another branch: not on staging
+    RunFactory(project=project, branch="dev", status="unstable", created_at=NOW)  # after staging's run
+    _, (row,) = selectors.environment_board()
+    assert row.drift == [("staging", "production", 6)]
 
 
 def test_the_board_costs_the_same_queries_for_a_long_history(environments):

@@ -90,3 +90,65 @@ def test_outsiders_cannot_see_reports(client, users, trivy_report):
 def test_an_unknown_report_is_404(client, users):
     client.force_login(users.developer)
     assert client.get(reverse("report-detail", args=[999999])).status_code == 404
+
+
+def download(client, report):
+    response = client.get(reverse("report-download", args=[report.pk]))
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+
+
+@pytest.mark.parametrize("role", ["developer", "techlead", "operator"])
+def test_every_role_that_reads_a_report_can_download_it_raw(client, users, trivy_report, role):
+    client.force_login(getattr(users, role))
+    report_page = client.get(trivy_report.get_absolute_url()).content.decode()
+    assert reverse("report-download", args=[trivy_report.pk]) in report_page
+    response, body = download(client, trivy_report)
+    assert response.status_code == 200
+    with trivy_report.file.open("rb") as stored:
+        assert body == stored.read()
+    assert response["Content-Disposition"] == 'attachment; filename="app.json"'
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_downloaded_trivy_report_has_its_secrets_masked(client, users):
+    from tests.scanners.test_services import GITHUB_TOKEN, SECRET_REPORT
+
+    report = ingest(RunFactory(), SECRET_REPORT, "secrets.json")
+    client.force_login(users.developer)
+    response, body = download(client, report)
+    assert response.status_code == 200
+    assert b"github-pat" in body and GITHUB_TOKEN.encode() not in body
+
+
+def test_outsiders_cannot_download_a_report_and_visitors_must_sign_in(client, users, trivy_report):
+    assert client.get(reverse("report-download", args=[trivy_report.pk])).status_code == 302
+    client.force_login(users.outsider)
+    assert download(client, trivy_report)[0].status_code == 403
+
+
+def test_a_report_whose_file_is_gone_or_unknown_is_404(client, users, trivy_report):
+    client.force_login(users.developer)
+    trivy_report.file.storage.delete(trivy_report.file.name)
+    assert download(client, trivy_report)[0].status_code == 404
+    assert client.get(reverse("report-download", args=[999999])).status_code == 404
+
+
+def test_a_report_not_parsed_yet_is_not_handed_out_before_its_secrets_are_masked(client, users):
+    from tests.scanners.test_services import SECRET_REPORT
+
+    report, _ = services.receive_report(run=RunFactory(), file=io.BytesIO(SECRET_REPORT), original_name="s.json",
+                                        queue=False)
+    client.force_login(users.developer)
+    assert download(client, report)[0].status_code == 409
+
+
+def test_a_hostile_report_name_cannot_break_the_download_header(client, users):
+    report = ingest(RunFactory(), samples.jtl_csv([(1_700_000_000_000, 10, "home", True)]),
+                    'load"; filename=evil.html\r\nX-Injected: 1.jtl')
+    client.force_login(users.developer)
+    response, _ = download(client, report)
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="load_filenameevil.htmlX-Injected_1.jtl"'
+    assert "X-Injected" not in response.headers
