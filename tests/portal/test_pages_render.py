@@ -19,6 +19,7 @@ from django.utils import timezone
 from deliveries.models import (
     AuditEvent,
     GateCondition,
+    GitLabHookDelivery,
     Promotion,
     QualityGate,
     RunStatus,
@@ -104,6 +105,7 @@ def complete_history(requester):
                                 ends_at=NOW + timedelta(days=2), reason="Sales weekend")
     issue_project_token(project)
     AuditEvent.objects.create(actor=requester, project=project, action="promotion.requested")
+    GitLabHookDelivery.objects.create(project=project, key="5f3c-uuid", event="Push Hook", outcome="run requested")
     return project, runs, scanned, reports
 
 
