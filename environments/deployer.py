@@ -122,7 +122,10 @@ class Deployer:
             self.roll_back(reason=describe(error))
             return
         records.succeed(self.deployment)
-        self.remove(previous + trials, why="previous and trial containers")
+        try:
+            self.remove(previous + trials, why="previous and trial containers")
+        except FAILURES as error:  # the new version serves; the next deployment's recovery removes what is left
+            self.log(f"warning: could not remove the previous containers: {describe(error)}")
 
     # --- steps ------------------------------------------------------------------------------------------------
 
