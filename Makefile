@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test venv lint clean test-tools shell
+.PHONY: run test venv lint clean test-tools test-services shell
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,7 +74,12 @@ test-tools:
 	  || echo "could not install$$missing: the tests that need them will be skipped"; \
 	fi
 
-test: venv test-tools
+# The container engine the deployer's tests run against: podman's Docker API, a loopback registry and the app's
+# images, installed from Debian and started once (machine-wide; a second run only checks them). Needs root.
+test-services:
+	tests/services/container_engine.sh
+
+test: venv test-tools test-services
 	$(PY) -m ruff check .
 	DJANGO_SETTINGS_MODULE=portal.test_settings $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest

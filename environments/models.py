@@ -26,6 +26,9 @@ class Environment(models.Model):
     health_url = models.URLField(max_length=500, blank=True)
     docker_host_url = models.CharField(max_length=255, blank=True, help_text="unix://, tcp:// or ssh:// URL")
     registry = models.CharField(max_length=255, blank=True)
+    # The portal's deployer pulls with these. Empty: pull without credentials.
+    registry_username = models.CharField(max_length=150, blank=True)
+    registry_password = models.CharField(max_length=255, blank=True)
     aws_region = models.CharField(max_length=32, blank=True)
     cloudformation_stack = models.CharField(max_length=128, blank=True)
     requires_approval = models.BooleanField(default=False)
