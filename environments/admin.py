@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -18,9 +19,26 @@ class FreezeWindowInline(admin.TabularInline):
     extra = 0
 
 
+class EnvironmentForm(forms.ModelForm):
+    # A secret is never rendered back: the field starts empty, and empty keeps the stored password.
+    registry_password = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Password or token of the registry user. Leave empty to keep the stored one.",
+    )
+
+    class Meta:
+        model = Environment
+        fields = ["registry_password"]  # the admin adds every other field
+
+    def clean_registry_password(self):
+        return self.cleaned_data["registry_password"] or self.instance.registry_password
+
+
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
     """The operators' screen: every environment, its health and what runs on it."""
+
+    form = EnvironmentForm
 
     list_display = ["name", "tier", "order", "health", "deployed_now", "frozen", "requires_approval"]
     list_filter = ["tier", "requires_approval"]

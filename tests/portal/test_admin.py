@@ -76,3 +76,22 @@ def test_a_developer_with_staff_status_cannot_touch_environments(client):
 
     client.force_login(UserFactory(username="dana", is_staff=True, roles=[Role.DEVELOPER]))
     assert client.get(reverse("admin:environments_environment_changelist")).status_code == 403
+
+
+def test_the_registry_password_is_never_shown_and_an_empty_field_keeps_it(admin_client):
+    from environments.models import Environment
+    from tests.factories import EnvironmentFactory
+
+    environment = EnvironmentFactory(slug="staging", registry_username="deployer", registry_password="s3cret-registry")
+    url = reverse("admin:environments_environment_change", args=[environment.pk])
+    assert "s3cret-registry" not in admin_client.get(url).content.decode()
+    form = {
+        "name": environment.name, "slug": "staging", "tier": environment.tier, "order": environment.order,
+        "registry_username": "deployer", "registry_password": "",
+        "hosts-TOTAL_FORMS": 0, "hosts-INITIAL_FORMS": 0, "freeze_windows-TOTAL_FORMS": 0,
+        "freeze_windows-INITIAL_FORMS": 0,
+    }
+    assert admin_client.post(url, form).status_code == 302
+    assert Environment.objects.get(pk=environment.pk).registry_password == "s3cret-registry"
+    assert admin_client.post(url, {**form, "registry_password": "rotated"}).status_code == 302
+    assert Environment.objects.get(pk=environment.pk).registry_password == "rotated"
