@@ -20,15 +20,12 @@ class FreezeWindowInline(admin.TabularInline):
 
 
 class EnvironmentForm(forms.ModelForm):
-    # A secret is never rendered back: the field starts empty, and empty keeps the stored password.
+    # No Meta: the admin builds it with every field of Environment. A secret is never rendered back: the field
+    # starts empty, and empty keeps the stored password.
     registry_password = forms.CharField(
         required=False, strip=False, widget=forms.PasswordInput(render_value=False),
         help_text="Password or token of the registry user. Leave empty to keep the stored one.",
     )
-
-    class Meta:
-        model = Environment
-        fields = ["registry_password"]  # the admin adds every other field
 
     def clean_registry_password(self):
         return self.cleaned_data["registry_password"] or self.instance.registry_password
