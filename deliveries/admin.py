@@ -1,4 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from deliveries import services
 from deliveries.models import (
@@ -36,13 +38,18 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request, queryset):
+        """Shows the new tokens on the page that answers the POST, and nowhere else: a message would travel in
+        the (signed, not encrypted) messages cookie, and the session is stored."""
+        issued = []
         for project in queryset:
             _, token = ProjectToken.issue(project=project)
             AuditEvent.objects.create(actor=request.user, project=project, action="token.issued")
-            self.message_user(
-                request, f"New token for {project}: {token} — copy it now, it will not be shown again.",
-                messages.WARNING,
-            )
+            issued.append((project, token))
+        context = {**self.admin_site.each_context(request), "title": "New API tokens", "issued": issued,
+                   "opts": self.model._meta}
+        response = TemplateResponse(request, "admin/deliveries/project/token_issued.html", context)
+        add_never_cache_headers(response)  # no copy of the page in the browser's cache either
+        return response
 
 
 @admin.register(ProjectToken)
