@@ -91,11 +91,12 @@ AUTHENTICATION_BACKENDS = [
 LOGIN_URL = "login"
 
 # Login throttling (django-axes, failures kept in the database so every process sees them): after
-# LOGIN_FAILURE_LIMIT failed logins, the portal's and the admin's, the username (by default) is locked for
-# LOGIN_COOLOFF_MINUTES; a success before that resets the count.
+# LOGIN_FAILURE_LIMIT failed logins, the portal's and the admin's, a username is locked for LOGIN_COOLOFF_MINUTES
+# from the address that failed (by default: so an attacker cannot lock its owner out from everywhere); a success
+# before that resets the count.
 AXES_FAILURE_LIMIT = env.read_int(E, "LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.read_int(E, "LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = env.read_lockout_parameters(E, "LOGIN_LOCKOUT_BY", "username")
+AXES_LOCKOUT_PARAMETERS = env.read_lockout_parameters(E, "LOGIN_LOCKOUT_BY", "username+ip_address")
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_REDIRECT_URL = "home"
@@ -254,6 +255,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": E.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},  # its version banner on every command
         # Django's defaults for these two write through handlers of their own, without the filter.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},

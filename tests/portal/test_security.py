@@ -78,6 +78,13 @@ def test_a_lockout_does_not_stop_other_users(client, dana):
     assert sign_in(client, "tom", PASSWORD).status_code == 302
 
 
+def test_an_attacker_cannot_lock_the_owner_out_from_another_address(client, dana):
+    """LOGIN_LOCKOUT_BY's default, username+ip_address: the username is locked from the address that failed."""
+    fail_until_locked(client, "dana")
+    response = client.post("/accounts/login/", {"username": "dana", "password": PASSWORD}, REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 302
+
+
 def test_a_success_before_the_limit_starts_the_count_again(client, dana):
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         sign_in(client, "dana", "wrong")
