@@ -155,6 +155,14 @@ def test_pages_get_a_strict_content_security_policy(client, dana):
         assert policy["frame-ancestors"] == ["'none'"] and policy["object-src"] == ["'none'"], url
 
 
+def test_the_policy_built_once_is_django_csps_and_follows_the_settings(client, settings):
+    from csp.utils import build_policy
+
+    assert client.get("/accounts/login/")["Content-Security-Policy"] == build_policy()
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    assert client.get("/accounts/login/")["Content-Security-Policy"] == "default-src 'none'"
+
+
 def test_the_api_docs_load_their_script_from_a_url_not_inline(client):
     response = client.get("/api/docs/")
     html = response.content.decode()
