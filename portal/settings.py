@@ -255,7 +255,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": E.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
-        "axes.apps": {"level": "WARNING"},  # its version banner on every command
+        "axes": {"level": "WARNING"},  # failures and lockouts; not its banner and four lines per sign-in
         # Django's defaults for these two write through handlers of their own, without the filter.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
