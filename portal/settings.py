@@ -127,7 +127,7 @@ else:
     default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
     "default": default_storage,
-    # Hashed names (cached for a year by browsers), gzip and brotli copies; needs collectstatic before serving
+    # Hashed names (cached for a year by browsers) and gzipped copies; needs collectstatic before serving
     # with DEBUG=false. With DEBUG=true (make run) names stay plain and files come from the apps directly.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
