@@ -166,6 +166,13 @@ def serve(command: list[str], environ, log: Path):
     return process
 
 
+def wait_for_access_line(log: Path, path: str) -> None:
+    """Servers write the access line after the answer: wait for it before stopping them."""
+    deadline = time.monotonic() + 20
+    while path not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -223,6 +230,7 @@ def test_gunicorn_serves_styled_pages_and_the_api_docs_with_long_cached_static_f
             assert get(base + url)[0] == 200, url
         status, _, _ = get(base + HOOK, data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
         assert status == 401
+        wait_for_access_line(log, "jenkins-notification")
     finally:
         stop(gunicorn)
     written = log.read_text()
@@ -238,6 +246,7 @@ def test_runserver_logs_the_hook_without_its_token(deployed, tmp_path):
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", runserver)
         get(f"http://127.0.0.1:{port}{HOOK}", data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
+        wait_for_access_line(log, "POST /api/v1/hooks/jenkins-notification")
     finally:
         stop(runserver)
     written = log.read_text()
