@@ -1,4 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 
 from deliveries import gitlab_hooks, services
 from deliveries.models import (
@@ -42,24 +44,31 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue a new GitLab webhook secret (shown once; the old one stops working)")
     def issue_gitlab_webhook_secret(self, request, queryset):
-        for project in queryset:
-            secret = gitlab_hooks.issue_webhook_secret(project=project, user=request.user)
-            self.message_user(
-                request, f"New GitLab webhook secret for {project}: {secret} — set it as the Secret token of the "
-                         f"project's webhook to {request.build_absolute_uri('/api/v1/hooks/gitlab/')} in GitLab; "
-                         "copy it now, it will not be shown again.",
-                messages.WARNING,
-            )
+        issued = [(project, gitlab_hooks.issue_webhook_secret(project=project, user=request.user))
+                  for project in queryset]
+        hook_url = request.build_absolute_uri("/api/v1/hooks/gitlab/")
+        return self.show_once(request, issued, title="New GitLab webhook secrets", kind="webhook secret",
+                              usage=f"Set it as the Secret token of the project's webhook to {hook_url} in GitLab.")
 
     @admin.action(description="Issue a new API token (shown once)")
     def issue_token(self, request, queryset):
+        issued = []
         for project in queryset:
             _, token = ProjectToken.issue(project=project)
             AuditEvent.objects.create(actor=request.user, project=project, action="token.issued")
-            self.message_user(
-                request, f"New token for {project}: {token} — copy it now, it will not be shown again.",
-                messages.WARNING,
-            )
+            issued.append((project, token))
+        return self.show_once(request, issued, title="New API tokens", kind="token",
+                              usage="Give it to Jenkins as a secret credential; prefer the Authorization: Bearer "
+                                    "header to a ?token= in a URL.")
+
+    def show_once(self, request, issued, *, title: str, kind: str, usage: str):
+        """New secrets go on the page that answers the POST, and nowhere else: a message would travel in the
+        (signed, not encrypted) messages cookie, and the session is stored."""
+        context = {**self.admin_site.each_context(request), "title": title, "issued": issued, "opts": self.model._meta,
+                   "kind": kind, "usage": usage}
+        response = TemplateResponse(request, "admin/deliveries/project/secrets_issued.html", context)
+        add_never_cache_headers(response)  # no copy of the page in the browser's cache either
+        return response
 
 
 @admin.register(ProjectToken)

@@ -153,3 +153,55 @@ def redact_url(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.partition(":")[0]
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+LOCKOUT_PARAMETERS = {"username", "ip_address"}
+
+
+def read_lockout_parameters(environ: Mapping[str, str], name: str, default: str) -> list:
+    """django-axes' AXES_LOCKOUT_PARAMETERS from a comma-separated list: `username` locks the account
+    whatever the address, `ip_address` the address whatever the account, `username+ip_address` the pair."""
+    raw = environ.get(name, "").strip() or default
+    parameters = []
+    for item in raw.split(","):
+        parts = [part.strip() for part in item.split("+")]
+        if not all(part in LOCKOUT_PARAMETERS for part in parts):
+            raise ImproperlyConfigured(
+                f"{name}={raw!r} is not understood: use username, ip_address or username+ip_address, "
+                "comma-separated."
+            )
+        parameters.append(parts[0] if len(parts) == 1 else parts)
+    return parameters
+
+
+RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def read_rate(environ: Mapping[str, str], name: str, default: str) -> str | None:
+    """A DRF throttle rate (`6000/min`, `100/s`), or None for `off`."""
+    raw = environ.get(name, "").strip() or default
+    if raw.lower() in {"off", "none"}:
+        return None
+    count, sep, period = raw.partition("/")
+    if not sep or not count.isascii() or not count.isdigit() or int(count) < 1 or period not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate: use requests/period, e.g. 6000/min, or off.")
+    return f"{int(count)}/{period}"
+
+
+def read_proxy_ssl_header(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from a header name (`X-Forwarded-Proto`): requests whose header says
+    `https` are secure. Only for a proxy that sets the header and drops the client's own."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not all(char.isascii() and (char.isalnum() or char == "-") for char in raw):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a header name (e.g. X-Forwarded-Proto).")
+    return "HTTP_" + raw.upper().replace("-", "_"), "https"
+
+
+def cache_config(*, redis_url: str) -> dict:
+    """Django's CACHES: Redis when the portal has one (shared by every process), else each process's memory."""
+    if redis_url:
+        return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url,
+                            "KEY_PREFIX": "portal"}}
+    return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

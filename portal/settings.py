@@ -1,13 +1,15 @@
 """Settings of the delivery portal. Every value comes from the environment (see .env.example)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from portal import env
+from portal.private_files import private_directory, private_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and uploaded reports live here
+# The SQLite file and uploaded reports live here: readable by the portal's account only.
+VAR_DIR = private_directory(Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var")))
 E = os.environ
 
 DEBUG = env.read_bool(E, "DEBUG", default=False)
@@ -25,6 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_q",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -36,6 +39,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files with DEBUG=false and no proxy in front (gunicorn alone), compressed and cached for good.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.content_security.CachedPolicyCSPMiddleware",  # django-csp's, the site-wide header built once
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -43,6 +49,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a refused login into the lockout page
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -67,6 +74,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.read_database(E, default_sqlite_path=VAR_DIR / "portal.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and DATABASES["default"]["NAME"] != ":memory:":
+    private_file(Path(DATABASES["default"]["NAME"]))  # made 0600 before SQLite makes it with the umask's mode
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -74,7 +83,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out login before any password is hashed, the right one included.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
+
+# Login throttling (django-axes, failures kept in the database so every process sees them): after
+# LOGIN_FAILURE_LIMIT failed logins, the portal's and the admin's, a username is locked for LOGIN_COOLOFF_MINUTES
+# from the address that failed (by default: so an attacker cannot lock its owner out from everywhere); a success
+# before that resets the count.
+AXES_FAILURE_LIMIT = env.read_int(E, "LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.read_int(E, "LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = env.read_lockout_parameters(E, "LOGIN_LOCKOUT_BY", "username+ip_address")
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -86,7 +110,9 @@ USE_TZ = True
 FORMAT_MODULE_PATH = ["portal.formats"]
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# `manage.py collectstatic` writes here; whitenoise serves it. Under var/ (0700) unless set: a proxy that serves
+# the files itself needs a directory it can read.
+STATIC_ROOT = Path(E.get("STATIC_ROOT") or private_directory(VAR_DIR / "static"))
 MEDIA_ROOT = Path(E.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # Raw reports live in Django storage: local disk by default, S3 (or moto) when a bucket is named.
@@ -101,8 +127,13 @@ else:
     default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
     "default": default_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed names (cached for a year by browsers) and gzipped copies; needs collectstatic before serving
+    # with DEBUG=false. With DEBUG=true (make run) names stay plain and files come from the apps directly.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Raw reports and the directories that hold them: the owner's only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # Uploads above this size are refused before they are parsed.
 REPORT_MAX_BYTES = env.read_int(E, "REPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
@@ -113,6 +144,9 @@ API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 # farm; a database crash may lose the last fraction of a second of them, never half of one).
 STAGE_CALLBACKS_SYNCHRONOUS_COMMIT = env.read_bool(E, "STAGE_CALLBACKS_SYNCHRONOUS_COMMIT", True)
 
+# Generous: a Jenkins farm reports every stage of many builds with one project token.
+API_RATE_LIMIT = env.read_rate(E, "API_RATE_LIMIT", "6000/min")
+
 # The REST API (Jenkins callbacks): project tokens only, JSON in and out, OpenAPI schema at /api/schema/.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["deliveries.api_auth.ProjectTokenAuthentication"],
@@ -121,6 +155,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # 429 with Retry-After above API_RATE_LIMIT calls per project token (not per address: a Jenkins farm calls
+    # from many agents). Counted in Django's cache: see CACHES.
+    "DEFAULT_THROTTLE_CLASSES": ["portal.throttles.ProjectTokenRateThrottle"] if API_RATE_LIMIT else [],
+    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Delivery portal API",
@@ -150,6 +188,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# The API rate limits' counters: shared by every process on Redis; without it, each process counts alone.
+CACHES = env.cache_config(redis_url=REDIS_URL)
 
 # Outside systems. Secrets are read here and never logged or rendered.
 JENKINS_URL = env.read_url(E, "JENKINS_URL", schemes={"http", "https"})
@@ -162,17 +202,64 @@ RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 3
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 
+# HTTPS: on by default when SITE_URL is https (and not DEBUG). Behind a proxy that ends TLS, the proxy must tell
+# the portal the request was https: gunicorn trusts X-Forwarded-Proto from FORWARDED_ALLOW_IPS (127.0.0.1 by
+# default); for a proxy elsewhere, set SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (the proxy must overwrite it).
+HTTPS = not DEBUG and SITE_URL.startswith("https")
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env.read_bool(E, "SECURE_COOKIES", default=not DEBUG and SITE_URL.startswith("https"))
+SESSION_COOKIE_SECURE = env.read_bool(E, "SECURE_COOKIES", default=HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.read_bool(E, "SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_PROXY_SSL_HEADER = env.read_proxy_ssl_header(E, "SECURE_PROXY_SSL_HEADER")
+SECURE_HSTS_SECONDS = env.read_int(E, "SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.read_bool(E, "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.read_bool(E, "SECURE_HSTS_PRELOAD", default=False)
+if not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload the domain binds every name under it to HTTPS for good: the domain owner's
+    # decision (SECURE_HSTS_PRELOAD=true), not a default; so `check --deploy` is not asked to warn about it.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# Content-Security-Policy (django-csp): the pages load nothing from elsewhere and run no inline script. Inline
+# style *attributes* stay allowed (a stage's place on the run timeline is one); <style> elements do not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Every handler redacts API tokens (the Notification hook's ?token= is in runserver's request lines).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_tokens": {"()": "portal.log_redaction.RedactTokens"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}",
+                          "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
+                          "filters": ["redact_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": env.read_log_level(E, "LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failures and lockouts; not its banner and four lines per sign-in
+        # Django's defaults for these two write through handlers of their own, without the filter.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }

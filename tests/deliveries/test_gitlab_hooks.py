@@ -368,10 +368,10 @@ def test_issuing_a_webhook_secret_in_the_admin_shows_it_once_and_audits_it(clien
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
     client.force_login(admin)
     response = client.post(reverse("admin:deliveries_project_changelist"),
-                           {"action": "issue_gitlab_webhook_secret", "_selected_action": [diaspora.pk]}, follow=True)
-    shown = [str(m) for m in response.context["messages"]][0]
-    secret = shown.split(f"New GitLab webhook secret for {diaspora}: ")[1].split(" ")[0]
-    assert "http://testserver/api/v1/hooks/gitlab/" in shown
+                           {"action": "issue_gitlab_webhook_secret", "_selected_action": [diaspora.pk]})
+    [(shown_for, secret)] = response.context["issued"]
+    assert shown_for == diaspora and "http://testserver/api/v1/hooks/gitlab/" in response.content.decode()
+    assert all(secret not in morsel.value for morsel in response.cookies.values())  # not in the messages cookie
     diaspora.refresh_from_db()
     assert diaspora.gitlab_webhook_secret_matches(secret) and not diaspora.gitlab_webhook_secret_matches(
         diaspora.secret)

@@ -51,8 +51,10 @@ def test_it_gives_demo_users_their_roles(monkeypatch):
     monkeypatch.setenv("DEMO_PASSWORD", "demo-password-123")
     call_command("seed_demo")
     from django.contrib.auth import authenticate
+    from django.test import RequestFactory
 
-    user = authenticate(username="tom.lead", password="demo-password-123")
+    # As the login page does: with the request, which the login lockout (django-axes) needs.
+    user = authenticate(RequestFactory().post("/accounts/login/"), username="tom.lead", password="demo-password-123")
     assert user is not None
     assert list(user.groups.values_list("name", flat=True)) == ["techlead"]
     operator = authenticate(username="olga.ops", password="demo-password-123")

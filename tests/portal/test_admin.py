@@ -40,15 +40,30 @@ def test_the_environments_list_shows_what_is_deployed_and_health(admin_client):
 def test_issuing_a_token_shows_it_once_and_stores_only_its_hash(admin_client):
     project = ProjectFactory()
     response = admin_client.post(
-        reverse("admin:deliveries_project_changelist"),
-        {"action": "issue_token", "_selected_action": [project.pk]},
-        follow=True,
+        reverse("admin:deliveries_project_changelist"), {"action": "issue_token", "_selected_action": [project.pk]}
     )
-    shown = [str(m) for m in response.context["messages"]][0]
-    token = shown.split("New token for ")[1].split(": ", 1)[1].split(" ")[0]
+    assert response.status_code == 200  # the page that answers the POST shows it: no redirect, no message
+    [(shown_for, token)] = response.context["issued"]
+    assert shown_for == project and token in response.content.decode()
     row = ProjectToken.find(token)
     assert row is not None and row.project == project
     assert token not in row.token_hash
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_an_issued_token_is_kept_in_no_cookie_and_no_session(admin_client):
+    """The messages cookie is signed, not encrypted: the token must not travel in it, nor sit in the session."""
+    project = ProjectFactory()
+    response = admin_client.post(
+        reverse("admin:deliveries_project_changelist"), {"action": "issue_token", "_selected_action": [project.pk]}
+    )
+    [(_, token)] = response.context["issued"]
+    secret = token.rsplit("_", 1)[1]
+    assert all(secret not in morsel.value for morsel in response.cookies.values())
+    assert all(secret not in morsel.value for morsel in admin_client.cookies.values())
+    assert secret not in str(dict(admin_client.session))
+    changelist = admin_client.get(reverse("admin:deliveries_project_changelist")).content.decode()
+    assert secret not in changelist  # shown once: not again on the next page
 
 
 def test_an_operator_with_staff_status_manages_environments_but_cannot_rewrite_deployments(client):
