@@ -12,7 +12,7 @@ from scanners.models import ReportKind, ReportStatus
 
 PROGRESS_FROM_BYTES = 8 * 1024 * 1024
 SUMMARY_KEYS = {
-    ReportKind.TRIVY: ["findings", "by_severity", "by_class", "new", "fixed", "new_vs_production"],
+    ReportKind.TRIVY: ["findings", "by_severity", "by_class", "new", "persisting", "fixed"],
     ReportKind.JMETER: ["samples", "errors", "labels", "total"],
     ReportKind.GAUNTLT: ["scenarios", "passed", "failed", "other"],
 }
