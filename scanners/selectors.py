@@ -4,7 +4,7 @@ Every function fetches what its page shows in a fixed number of queries, whateve
 reports or findings: counts come from the reports' `summary` (written once at ingestion, see
 scanners.services), lists are paginated by the views, trends read the last TREND_RUNS runs in one query.
 What production runs changes after ingestion, so the comparison with production is made when a page is read,
-in the database (`in_production`).
+in the database (`with_production_flag`, `not_in_production_count`).
 """
 
 from __future__ import annotations
