@@ -1,59 +1,43 @@
 """Demo reports for the demo history (deliveries.demo): what the security, performance and attack pages show.
 
-`seed_reports(project=..., runs=..., scale=...)` writes, for runs just created by seed_demo, the rows report
-ingestion would have written (scanners.services), without raw files:
+`seed_reports(project=..., runs=..., scale=...)` writes, for runs just created by seed_demo, the report files
+their pipeline would have uploaded, and ingests them through scanners.services like any upload: the pages
+then show what the real rules (fingerprints, the comparison basis, the load-test statistics) make of them.
 
-- a run whose "Trivy scan" stage succeeded gets two parsed Trivy reports (the app image and the nginx image).
-  Findings come from a pool per project and image in which every build introduces a few and each finding lives
-  a while (so every run fixes a few): deterministic from (project slug, image, build number) alone. Feature
-  branches add a few findings of their own. Flags and summaries are computed exactly as `write_trivy` does:
-  new/persisting/fixed against the previous scanned run of the branch, new_vs_production against the run
-  production ran when the scan finished.
-- a run whose "Gauntlt attacks" stage ran gets a Gauntlt report of 9 scenarios, some failed when the stage
+- A run whose "Trivy scan" stage succeeded uploads Trivy JSON of its two images (app and nginx). Findings come
+  from a pool per project and image in which every build introduces a few and each finding lives a while (so
+  every build fixes a few), deterministic from (project slug, image, build number) alone; a Python package is
+  bumped now and then while still vulnerable. Feature branches add a few findings of their own.
+- A run whose "Gauntlt attacks" stage ran uploads cucumber JSON of 9 scenarios, some failed when the stage
   was unstable or failed.
-- a run whose "Load test" stage ran gets a JMeter report: 5 labels and the total, 60 five-second buckets.
+- A run whose "Load test" stage ran uploads a JMeter CSV: 5 labels over five minutes, threads ramping up.
 
-Everything is derived from random.Random seeded by the project slug and the build number. Rows go in with
-portal.bulk.insert_rows. Runs that already have reports are left alone.
+Everything is derived from random.Random seeded by the project slug and the build number. Runs are ingested in
+build order, as Jenkins would upload them. Runs that already have reports are left alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
-from bisect import bisect_left
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
+import orjson
+from django.core.files.base import ContentFile
 
 from deliveries.models import PipelineRun, Project, Stage, StageStatus
-from environments.models import Deployment, DeploymentStatus, Tier
-from portal.bulk import insert_rows
-from scanners.models import (
-    AttackScenario,
-    Finding,
-    FindingClass,
-    LoadTestBucket,
-    LoadTestStat,
-    Report,
-    ReportKind,
-    ReportStatus,
-    Severity,
-)
-from scanners.parsers.jmeter import PERCENTILE_DEFINITION
-from scanners.parsers.trivy import fingerprint, mask_secret
-from scanners.services import FINDING_COLUMNS, count_choices
+from scanners import services
+from scanners.models import Report, ReportKind, ReportStatus
 
 TRIVY_STAGE = "Trivy scan"
 GAUNTLT_STAGE = "Gauntlt attacks"
 JMETER_STAGE = "Load test"
 RAN = {StageStatus.SUCCESS, StageStatus.UNSTABLE, StageStatus.FAILED}
-CHUNK_RUNS = 500
 REGISTRY = "registry.gitlab.example.com"  # as deliveries.demo names the images
+OS_RELEASE = "3.19.1"
+SITE_PACKAGES = "usr/local/lib/python3.12/site-packages"
 
 
 @dataclass(frozen=True)
@@ -63,9 +47,19 @@ class ImagePlan:
     life: float  # builds a finding lives, on average (each build introduces active / life)
 
 
+@dataclass(frozen=True)
+class ScalePlan:
+    images: tuple[ImagePlan, ...]
+    load_samples: int  # JMeter samples per load test, about
+    keep_files: bool  # store the raw files (uploads), or parse them from memory (services.ingest_content)
+
+
 SCALES = {
-    "normal": (ImagePlan("app", 70, 35.0), ImagePlan("nginx", 42, 30.0)),
-    "large": (ImagePlan("app", 30, 54.0), ImagePlan("nginx", 29, 54.0)),
+    "normal": ScalePlan((ImagePlan("app", 70, 35.0), ImagePlan("nginx", 42, 30.0)), load_samples=1000,
+                        keep_files=True),
+    # 10,000 runs: 40,000 raw files would fill the disk for nothing, and storing them doubles the time
+    "large": ScalePlan((ImagePlan("app", 30, 54.0), ImagePlan("nginx", 29, 54.0)), load_samples=200,
+                       keep_files=False),
 }
 
 
@@ -74,41 +68,82 @@ class SeedReportsResult:
     reports: int = 0
     findings: int = 0
     scenarios: int = 0
-    load_stats: int = 0
-    buckets: int = 0
-
-    def add(self, other: SeedReportsResult) -> None:
-        for name in ("reports", "findings", "scenarios", "load_stats", "buckets"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    samples: int = 0
 
 
 def seed_reports(*, project: Project, runs, scale: str = "normal") -> SeedReportsResult:
-    """Write demo reports for `runs` (PipelineRun rows of `project`, saved, with their stages)."""
+    """Upload and ingest demo reports for `runs` (PipelineRun rows of `project`, saved, with their stages)."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}: use one of {', '.join(SCALES)}")
-    runs = sorted((run for run in runs if run.pk), key=lambda run: (run.created_at, run.pk))
-    if not runs:
-        return SeedReportsResult()
-    run_ids = [run.pk for run in runs]
+    plan = SCALES[scale]
+    runs = sorted((run for run in runs if run.pk), key=_build_order)
     already = set()
     stages: dict[int, dict[str, tuple]] = defaultdict(dict)
-    for chunk in _chunks(run_ids, 2000):
+    for start in range(0, len(runs), 2000):
+        chunk = [run.pk for run in runs[start : start + 2000]]
         already.update(Report.objects.filter(run_id__in=chunk).values_list("run_id", flat=True))
         for run_id, name, status, started_at, finished_at in Stage.objects.filter(
             run_id__in=chunk, name__in=[TRIVY_STAGE, GAUNTLT_STAGE, JMETER_STAGE]
         ).values_list("run_id", "name", "status", "started_at", "finished_at"):
             stages[run_id][name] = (status, started_at, finished_at)
     runs = [run for run in runs if run.pk not in already]
-    seeder = _Seeder(project, SCALES[scale], runs, stages)
+    scanned = [run for run in runs if _stage(stages, run, TRIVY_STAGE, {StageStatus.SUCCESS})]
+    images = _Images(project, plan.images, [_build(run) for run in scanned])
     result = SeedReportsResult()
-    for chunk in _chunks(runs, CHUNK_RUNS):
-        result.add(seeder.write(chunk))
+    for run in runs:
+        for kind, name, content, at in _files(project, run, stages, images, plan):
+            if plan.keep_files:
+                report = _upload(run, kind=kind, name=name, content=content, at=at)
+            else:
+                report = services.ingest_content(run=run, content=content, original_name=name, kind=kind,
+                                                  received_at=at)
+            if report.status != ReportStatus.PARSED:
+                raise RuntimeError(f"the demo's {name} of {run} was refused: {report.error}")
+            result.reports += 1
+            result.findings += report.summary.get("findings", 0)
+            result.scenarios += report.summary.get("scenarios", 0)
+            result.samples += report.summary.get("samples", 0)
     return result
 
 
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _upload(run: PipelineRun, *, kind: str, name: str, content: bytes, at: datetime) -> Report:
+    """One upload, through the same services as the API's, dated when the pipeline would have sent it."""
+    report, _ = services.receive_report(run=run, file=ContentFile(content), original_name=name, kind=kind,
+                                        queue=False)
+    report = services.ingest_report(report_id=report.pk)
+    Report.objects.filter(pk=report.pk).update(created_at=at, parsed_at=at + timedelta(seconds=2))
+    return report
+
+
+def _files(project: Project, run: PipelineRun, stages, images: _Images, plan: ScalePlan):
+    """(kind, file name, content, upload time) of what the run's pipeline uploads."""
+    trivy = _stage(stages, run, TRIVY_STAGE, {StageStatus.SUCCESS})
+    if trivy:
+        at = trivy[2] or trivy[1] or run.created_at
+        for image in images.names:
+            yield ReportKind.TRIVY, f"trivy-{image}.json", images.report(run, image, at), at
+    gauntlt = _stage(stages, run, GAUNTLT_STAGE, RAN)
+    if gauntlt:
+        yield ReportKind.GAUNTLT, "gauntlt.json", _cucumber(project.slug, _build(run), gauntlt[0]), (
+            gauntlt[2] or gauntlt[1] or run.created_at)
+    jmeter = _stage(stages, run, JMETER_STAGE, RAN)
+    if jmeter:
+        started_at = jmeter[1] or run.created_at
+        content = _jtl(project.slug, _build(run), jmeter[0], started_at, plan.load_samples)
+        yield ReportKind.JMETER, "jmeter.jtl", content, jmeter[2] or started_at + timedelta(seconds=LOAD_SECONDS)
+
+
+def _stage(stages, run, name: str, statuses) -> tuple | None:
+    stage = stages.get(run.pk, {}).get(name)
+    return stage if stage and stage[0] in statuses else None
+
+
+def _build(run) -> int:
+    return run.build_number if run.build_number is not None else run.pk
+
+
+def _build_order(run) -> tuple:
+    return (run.build_number is None, run.build_number or 0, run.pk)
 
 
 # --- Trivy: the pool of findings -------------------------------------------------------------------------------
@@ -153,23 +188,15 @@ LICENSES = [
 
 @dataclass(frozen=True, slots=True)
 class PoolFinding:
-    fingerprint: str
-    finding_class: str
-    identifier: str
-    package: str
-    installed_version: str
-    fixed_version: str
-    severity: str
-    title: str
-    detail: str
-    url: str
-    target: str  # "" for OS packages: their target names the image and its tag, set per run
+    result: str  # the Trivy result it belongs to: "os", "python", "config", "license" or a secret's file
+    key: tuple  # its identity in the pool
+    entry: dict  # the Trivy JSON entry (a bumped Python package gets another InstalledVersion, see _entry)
 
 
 def _version(rng: random.Random, os_package: bool) -> tuple[str, str]:
     major, minor, patch = rng.randint(0, 4), rng.randint(0, 30), rng.randint(0, 20)
     suffix = f"-r{rng.randint(0, 3)}" if os_package else ""
-    fixed = f"{major}.{minor}.{patch + rng.randint(1, 3)}{suffix}" if rng.random() < 0.85 else ""
+    fixed = f"{major}.{minor + 1}.0{suffix}" if rng.random() < 0.85 else ""
     return f"{major}.{minor}.{patch}{suffix}", fixed
 
 
@@ -178,30 +205,39 @@ def _pool_finding(rng: random.Random, image: str) -> PoolFinding:
     if image == "app" and roll < 0.03:
         rule, severity, title, prefix, path = rng.choice(SECRETS)
         match = prefix + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(20))
-        match_hash = hashlib.sha256(match.encode()).hexdigest()
-        return PoolFinding(fingerprint("secret", rule, path, match_hash), FindingClass.SECRET, rule, "", "", "",
-                           severity, title, mask_secret(match), "", path)
+        line = rng.randint(2, 60)
+        return PoolFinding(path, ("secret", rule, path, match), {
+            "RuleID": rule, "Category": title.split(" ")[0], "Severity": severity, "Title": title,
+            "StartLine": line, "EndLine": line, "Match": match})
     if roll < 0.07:
         rule, severity, title, message = rng.choice(MISCONFIGURATIONS)
-        return PoolFinding(fingerprint("misconfiguration", rule, "Dockerfile", ""), FindingClass.MISCONFIGURATION,
-                           rule, "", "", "", severity, title, message,
-                           f"https://avd.aquasec.com/misconfig/{rule.lower()}", "Dockerfile")
+        return PoolFinding("config", ("config", rule), {
+            "Type": "Dockerfile Security Check", "ID": rule, "AVDID": f"AVD-DS-{rule[2:].zfill(4)}", "Title": title,
+            "Message": message, "Severity": severity, "Status": "FAIL",
+            "PrimaryURL": f"https://avd.aquasec.com/misconfig/{rule.lower()}"})
     if roll < 0.12:
         name, severity, category, package = rng.choice(LICENSES)
-        target = "OS Packages"
-        return PoolFinding(fingerprint("license", name, package, target), FindingClass.LICENSE, name, package, "",
-                           "", severity, f"{name} license in {package}", f"{category} (confidence 1)",
-                           f"https://spdx.org/licenses/{name}.html", target)
+        return PoolFinding("license", ("license", name, package), {
+            "Severity": severity, "Category": category, "PkgName": package, "Name": name, "Confidence": 1.0,
+            "Link": f"https://spdx.org/licenses/{name}.html"})
     python = image == "app" and rng.random() < 0.45
     package = rng.choice(PYTHON_PACKAGES if python else OS_PACKAGES[image])
     installed, fixed = _version(rng, not python)
     cve = f"CVE-{rng.randint(2019, 2025)}-{rng.randint(1000, 52999)}"
-    pkg_path = f"usr/local/lib/python3.12/site-packages/{package}-{installed}.dist-info/METADATA" if python else ""
-    return PoolFinding(
-        fingerprint("vulnerability", cve, package, pkg_path, installed), FindingClass.VULNERABILITY, cve, package,
-        installed, fixed, rng.choice(VULNERABILITY_SEVERITIES), f"{package}: {rng.choice(FLAWS)}", "",
-        f"https://avd.aquasec.com/nvd/{cve.lower()}", "Python" if python else "",
-    )
+    entry = {"VulnerabilityID": cve, "PkgName": package, "InstalledVersion": installed, "FixedVersion": fixed,
+             "Severity": rng.choice(VULNERABILITY_SEVERITIES), "Title": f"{package}: {rng.choice(FLAWS)}",
+             "PrimaryURL": f"https://avd.aquasec.com/nvd/{cve.lower()}"}
+    return PoolFinding("python" if python else "os", ("vulnerability", cve, package, python), entry)
+
+
+def _entry(item: PoolFinding, born: int, build: int) -> dict:
+    """The finding's Trivy entry at `build`: a Python package is bumped (still vulnerable) every 20 builds."""
+    if item.result != "python" or build - born < 20:
+        return item.entry
+    installed = item.entry["InstalledVersion"]
+    major, minor, patch = installed.split(".")
+    bumped = f"{major}.{minor}.{int(patch) + (build - born) // 20}"
+    return {**item.entry, "InstalledVersion": bumped}
 
 
 class _Pool:
@@ -210,39 +246,81 @@ class _Pool:
     def __init__(self, slug: str, plan: ImagePlan, last_build: int):
         rate = plan.active / plan.life
         self.born: dict[int, list[tuple[PoolFinding, int]]] = defaultdict(list)
-        seen: set[str] = set()
+        seen: set[tuple] = set()
         for build in range(0, last_build + 1):
             rng = random.Random(f"{slug}:{plan.name}:{build}")
             count = plan.active if build == 0 else sum(rng.random() < rate / 4 for _ in range(4))
             for _ in range(count):
                 item = _pool_finding(rng, plan.name)
                 life = 1 + min(int(rng.expovariate(1 / plan.life)), int(plan.life * 5))
-                if item.fingerprint not in seen:
-                    seen.add(item.fingerprint)
+                if item.key not in seen:
+                    seen.add(item.key)
                     self.born[build].append((item, build + life))
 
-    def active_at(self, builds: list[int]) -> dict[int, tuple[PoolFinding, ...]]:
-        """The findings alive at each of the builds, in one sweep."""
-        alive: dict[str, tuple[PoolFinding, int]] = {}
+    def active_at(self, builds: list[int]) -> dict[int, list[dict]]:
+        """(result, Trivy entry) of the findings alive at each of the builds, in one sweep."""
+        alive: dict[tuple, tuple[PoolFinding, int, int]] = {}
         result, swept = {}, -1
         for build in sorted(set(builds)):
             for born in range(swept + 1, build + 1):
                 for item, dies in self.born.get(born, ()):
-                    alive[item.fingerprint] = (item, dies)
+                    alive[item.key] = (item, born, dies)
             swept = build
-            for ended in [fp for fp, (_, dies) in alive.items() if dies <= build]:
+            for ended in [key for key, (_, _, dies) in alive.items() if dies <= build]:
                 del alive[ended]
-            result[build] = tuple(item for item, _ in alive.values())
+            result[build] = [(item.result, _entry(item, born, build)) for item, born, _ in alive.values()]
         return result
 
 
-def _branch_extras(slug: str, branch: str, image: str) -> tuple[PoolFinding, ...]:
+def _branch_extras(slug: str, branch: str, image: str) -> list[tuple[str, dict]]:
     """Findings a feature branch brings with it (a new dependency, say)."""
     rng = random.Random(f"{slug}:{branch}:{image}")
-    return tuple(_pool_finding(rng, image) for _ in range(rng.randint(1, 3)))
+    return [(item.result, item.entry) for item in (_pool_finding(rng, image) for _ in range(rng.randint(1, 3)))]
 
 
-# --- Gauntlt and JMeter content ---------------------------------------------------------------------------------
+class _Images:
+    """Trivy reports of a project's images, build by build."""
+
+    def __init__(self, project: Project, plans: tuple[ImagePlan, ...], builds: list[int]):
+        self.project = project
+        self.names = [plan.name for plan in plans]
+        self.repositories = {plan.name: f"{REGISTRY}/{project.gitlab_project_path or project.slug}/{plan.name}"
+                             for plan in plans}
+        self.active = {plan.name: _Pool(project.slug, plan, max(builds, default=0)).active_at(builds)
+                       for plan in plans}
+
+    def report(self, run: PipelineRun, image: str, at: datetime) -> bytes:
+        items = list(self.active[image].get(_build(run), ()))
+        if image == "app" and run.branch not in (self.project.dev_branch, self.project.release_branch):
+            items += _branch_extras(self.project.slug, run.branch, image)
+        reference = f"{self.repositories[image]}:{(run.commit_sha or f'{_build(run):08d}')[:8]}"
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for result, entry in items:
+            grouped[result].append(entry)
+        results = [
+            {"Target": f"{reference} (alpine {OS_RELEASE})", "Class": "os-pkgs", "Type": "alpine",
+             "Vulnerabilities": grouped.pop("os", [])},
+        ]
+        if "python" in grouped:
+            python = [{**entry, "PkgPath": f"{SITE_PACKAGES}/{entry['PkgName']}-{entry['InstalledVersion']}"
+                                           ".dist-info/METADATA"} for entry in grouped.pop("python")]
+            results.append({"Target": "Python", "Class": "lang-pkgs", "Type": "python-pkg",
+                            "Vulnerabilities": python})
+        if "config" in grouped:
+            results.append({"Target": "Dockerfile", "Class": "config", "Type": "dockerfile",
+                            "Misconfigurations": grouped.pop("config")})
+        if "license" in grouped:
+            results.append({"Target": "OS Packages", "Class": "license", "Licenses": grouped.pop("license")})
+        for path, secrets in sorted(grouped.items()):
+            results.append({"Target": path, "Class": "secret", "Secrets": secrets})
+        return orjson.dumps({
+            "SchemaVersion": 2, "CreatedAt": at.isoformat(), "ArtifactName": reference,
+            "ArtifactType": "container_image", "Metadata": {"OS": {"Family": "alpine", "Name": OS_RELEASE}},
+            "Results": results,
+        })
+
+
+# --- Gauntlt -----------------------------------------------------------------------------------------------------
 
 ATTACKS = [
     # feature, scenario, the step that fails, its message, typical ms, weight of failing
@@ -278,370 +356,88 @@ LOAD_LABELS = [  # label, mean ms, share of the samples
     ("POST /cart", 152.0, 0.12),
     ("POST /checkout", 318.0, 0.08),
 ]
-LOAD_BUCKETS = 60
-BUCKET_SECONDS = 5
-LOAD_SECONDS = LOAD_BUCKETS * BUCKET_SECONDS
+
+LOAD_SECONDS = 360  # over 300 s, so the parser charts it in 5-second slices (72), not 1-second ones
+NANOSECONDS = 1_000_000
 
 
-# --- the writer -------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Pending:
-    reports: list[Report] = field(default_factory=list)
-    findings: list[tuple[int, list[tuple]]] = field(default_factory=list)  # (report index, rows without ids)
-    scenarios: list[tuple[int, list[tuple]]] = field(default_factory=list)
-    stats: list[tuple[int, list[tuple]]] = field(default_factory=list)
-    buckets: list[tuple[int, list[tuple]]] = field(default_factory=list)
-
-
-class _Seeder:
-    def __init__(self, project: Project, plans: tuple[ImagePlan, ...], runs: list[PipelineRun], stages):
-        self.project = project
-        self.stages = stages
-        self.slug = project.slug
-        self.artifacts = {plan.name: f"{REGISTRY}/{project.gitlab_project_path or project.slug}/{plan.name}"
-                          for plan in plans}
-        scanned = [run for run in runs if self._stage(run, TRIVY_STAGE, {StageStatus.SUCCESS})]
-        builds = [self._build(run) for run in scanned]
-        self.active: dict[str, dict[int, tuple[PoolFinding, ...]]] = {}
-        for plan in plans:
-            pool = _Pool(self.slug, plan, max(builds, default=0))
-            self.active[plan.name] = pool.active_at(builds)
-        # run id -> {artifact name: fingerprints}, for the runs seeded here; others are read when needed
-        self.fingerprints: dict[int, dict[str, set[str]]] = {}
-        self.scanned_before = self._scanned_runs_by_branch()
-        self.production = self._production_timeline()
-
-    # stages and history
-
-    def _stage(self, run, name: str, statuses) -> tuple | None:
-        stage = self.stages.get(run.pk, {}).get(name)
-        return stage if stage and stage[0] in statuses else None
-
-    @staticmethod
-    def _build(run) -> int:
-        return run.build_number if run.build_number is not None else run.pk
-
-    def _scanned_runs_by_branch(self) -> dict[str, list[tuple]]:
-        """(created_at, id) of the project's runs that already have a parsed Trivy report, per branch."""
-        timeline = defaultdict(list)
-        rows = (
-            Report.objects.filter(run__project=self.project, kind=ReportKind.TRIVY, status=ReportStatus.PARSED)
-            .values_list("run__branch", "run__created_at", "run_id")
-            .distinct()
-        )
-        for branch, created_at, run_id in rows:
-            timeline[branch].append((created_at, run_id))
-        for entries in timeline.values():
-            entries.sort()
-        return timeline
-
-    def _production_timeline(self) -> list[tuple[datetime, int]]:
-        """(finished_at, source run id) of the project's successful production deployments, oldest first."""
-        rows = (
-            Deployment.objects.filter(
-                project=self.project, environment__tier=Tier.PRODUCTION, status=DeploymentStatus.SUCCESS
-            )
-            .exclude(source_run=None)
-            .exclude(finished_at=None)
-            .order_by("finished_at", "id")
-            .values_list("finished_at", "source_run_id")
-        )
-        return list(rows)
-
-    def _previous_scanned(self, run) -> int | None:
-        entries = self.scanned_before[run.branch]
-        position = bisect_left(entries, (run.created_at, -1))
-        return entries[position - 1][1] if position else None
-
-    def _production_run(self, run, moment: datetime) -> int | None:
-        position = bisect_left(self.production, (moment, -1))
-        if not position:
-            return None
-        source_run_id = self.production[position - 1][1]
-        return None if source_run_id == run.pk else source_run_id
-
-    def _fingerprints_of(self, run_id: int) -> dict[str, set[str]]:
-        if run_id not in self.fingerprints:
-            by_artifact = defaultdict(set)
-            for artifact_name, fingerprint in Finding.objects.filter(run_id=run_id).values_list(
-                "artifact_name", "fingerprint"
-            ):
-                by_artifact[artifact_name].add(fingerprint)
-            self.fingerprints[run_id] = dict(by_artifact)
-        return self.fingerprints[run_id]
-
-    # one chunk of runs
-
-    def write(self, runs: list[PipelineRun]) -> SeedReportsResult:
-        pending = _Pending()
-        for run in runs:
-            trivy = self._stage(run, TRIVY_STAGE, {StageStatus.SUCCESS})
-            if trivy:
-                self._trivy(run, trivy, pending)
-            gauntlt = self._stage(run, GAUNTLT_STAGE, RAN)
-            if gauntlt:
-                self._gauntlt(run, gauntlt, pending)
-            jmeter = self._stage(run, JMETER_STAGE, RAN)
-            if jmeter:
-                self._jmeter(run, jmeter, pending)
-        Report.objects.bulk_create(pending.reports, batch_size=1000)
-        ids = [report.pk for report in pending.reports]
-        if None in ids:  # a database that does not return ids from bulk inserts
-            by_sha = dict(Report.objects.filter(run_id__in={r.run_id for r in pending.reports}).values_list(
-                "sha256", "id"))
-            ids = [by_sha[report.sha256] for report in pending.reports]
-        result = SeedReportsResult(reports=len(ids))
-        result.findings = self._insert(Finding, FINDING_COLUMNS, pending.findings, ids)
-        result.scenarios = self._insert(AttackScenario, SCENARIO_COLUMNS, pending.scenarios, ids)
-        result.load_stats = self._insert(LoadTestStat, STAT_COLUMNS, pending.stats, ids)
-        result.buckets = self._insert(LoadTestBucket, BUCKET_COLUMNS, pending.buckets, ids)
-        return result
-
-    @staticmethod
-    def _insert(model, columns, groups, ids) -> int:
-        rows = [(ids[index], *row) for index, group in groups for row in group]
-        if rows:
-            insert_rows(model, columns, rows)
-        return len(rows)
-
-    def _report(self, run, pending: _Pending, *, kind: str, name: str, summary: dict, at: datetime, size: int) -> int:
-        digest = hashlib.sha256(f"demo:{self.slug}:{self._build(run)}:{name}".encode()).hexdigest()
-        pending.reports.append(
-            Report(run_id=run.pk, kind=kind, file="", original_name=name, size_bytes=size, sha256=digest,
-                   status=ReportStatus.PARSED, summary=summary, created_at=at, parsed_at=at + timedelta(seconds=2))
-        )
-        return len(pending.reports) - 1
-
-    # Trivy
-
-    def _trivy(self, run, stage: tuple, pending: _Pending) -> None:
-        _, started_at, finished_at = stage
-        moment = finished_at or started_at or run.created_at
-        previous_id = self._previous_scanned(run)
-        previous = self._fingerprints_of(previous_id) if previous_id else {}
-        previous_all = set().union(*previous.values()) if previous else set()
-        production_id = self._production_run(run, moment)
-        in_production = None
-        if production_id is not None:
-            in_production = set().union(set(), *self._fingerprints_of(production_id).values())
-        tag = (run.commit_sha or f"{self._build(run):08d}")[:8]
-        mine: dict[str, set[str]] = {}
-        for image, artifact_name in self.artifacts.items():
-            items = self.active[image].get(self._build(run), ())
-            if run.branch not in (self.project.dev_branch, self.project.release_branch) and image == "app":
-                extras = _branch_extras(self.slug, run.branch, image)
-                known = {item.fingerprint for item in items}
-                items = items + tuple(item for item in extras if item.fingerprint not in known)
-            os_target = f"{artifact_name}:{tag} (alpine 3.19.1)"
-            rows, new_flags, new_vs_production = [], [], []
-            for item in items:
-                is_new = item.fingerprint not in previous_all
-                vs_production = None if in_production is None else item.fingerprint not in in_production
-                new_flags.append(is_new)
-                new_vs_production.append(vs_production)
-                rows.append((run.pk, artifact_name, item.target or os_target, item.finding_class, item.fingerprint,
-                             item.identifier, item.package, item.installed_version, item.fixed_version, item.severity,
-                             item.title, item.detail, item.url, is_new, vs_production))
-            current = {item.fingerprint for item in items}
-            mine[artifact_name] = current
-            fixed_basis = previous.get(artifact_name, set())
-            summary = {
-                "format": "schema2",
-                "artifact_name": artifact_name,
-                "findings": len(items),
-                "by_severity": count_choices(Severity.values, (item.severity for item in items)),
-                "by_class": count_choices(FindingClass.values, (item.finding_class for item in items)),
-                "new": sum(new_flags),
-                "persisting": len(new_flags) - sum(new_flags),
-                "fixed": len((fixed_basis or previous_all) - current) if previous_id else 0,
-                "new_vs_production": None if in_production is None else sum(bool(v) for v in new_vs_production),
-                "compared_with_run": previous_id,
-                "production_run": production_id,
-            }
-            index = self._report(run, pending, kind=ReportKind.TRIVY, name=f"trivy-{image}.json", summary=summary,
-                                 at=moment, size=2_000 + 900 * len(items))
-            pending.findings.append((index, rows))
-        self.fingerprints[run.pk] = mine
-        entries = self.scanned_before[run.branch]
-        entries.insert(bisect_left(entries, (run.created_at, run.pk)), (run.created_at, run.pk))
-
-    # Gauntlt
-
-    def _gauntlt(self, run, stage: tuple, pending: _Pending) -> None:
-        status, started_at, finished_at = stage
-        rng = random.Random(f"{self.slug}:{self._build(run)}:gauntlt")
-        failing: set[int] = set()
-        if status != StageStatus.SUCCESS:
-            count = 2 if status == StageStatus.UNSTABLE else rng.randint(1, 3)
-            weights = [attack[5] for attack in ATTACKS]
-            while len(failing) < count:
-                failing.add(rng.choices(range(len(ATTACKS)), weights)[0])
-        undecided = rng.randrange(len(ATTACKS)) if status == StageStatus.FAILED and rng.random() < 0.4 else None
-        rows, counts = [], {"passed": 0, "failed": 0, "other": 0}
-        for number, (feature, name, step, message, typical_ms, _) in enumerate(ATTACKS):
-            if number in failing:
-                outcome = "failed"
-            elif number == undecided:
-                outcome = "undefined"
-            else:
-                outcome = "passed"
-            counts[outcome if outcome in counts else "other"] += 1
-            line = 4 + number * 6
-            tool = feature.split(" with ")[-1].split(" against ")[0].replace("Run ", "")
-            durations = [round(rng.uniform(20, 80), 1), round(typical_ms * rng.uniform(0.7, 1.4), 1), 0.0]
-            last_status = outcome if outcome != "undefined" else "undefined"
-            steps = [
-                {"keyword": "Given", "name": f'"{tool}" is installed', "line": line, "status": "passed",
-                 "duration_ms": durations[0], "error_message": ""},
-                {"keyword": "When", "name": f'I launch a "{tool}" attack', "line": line + 1, "status": "passed",
-                 "duration_ms": durations[1], "error_message": ""},
-                {"keyword": step.split(" ", 1)[0], "name": step.split(" ", 1)[1], "line": line + 2,
-                 "status": last_status, "duration_ms": None if outcome == "undefined" else round(rng.uniform(1, 9), 1),
-                 "error_message": message if outcome == "failed" else ""},
-            ]
-            duration = sum(s["duration_ms"] for s in steps if s["duration_ms"] is not None)
-            failing_step = step if outcome in ("failed", "undefined") else ""
-            failure_message = (
-                f"{message} (RSpec::Expectations::ExpectationNotMetError)\n"
-                f"./features/step_definitions/{tool}_steps.rb:{rng.randint(8, 60)}"
-                if outcome == "failed" else ""
-            )
-            rows.append((run.pk, feature, name, line, outcome, round(duration, 1), failing_step, failure_message,
-                         _json(steps), _json(["@slow"] if typical_ms > 30_000 else [])))
-        summary = {"features": ATTACK_FEATURES, "scenarios": len(ATTACKS), **counts}
-        index = self._report(run, pending, kind=ReportKind.GAUNTLT, name="gauntlt.json", summary=summary,
-                             at=finished_at or started_at or run.created_at, size=18_000 + rng.randint(0, 4000))
-        pending.scenarios.append((index, rows))
-
-    # JMeter
-
-    def _jmeter(self, run, stage: tuple, pending: _Pending) -> None:
-        status, started_at, finished_at = stage
-        build = self._build(run)
-        rng = random.Random(f"{self.slug}:{build}:jmeter")
-        started_at = started_at or run.created_at
-        # slow drift across builds, noise per run, and a bad checkout when the stage failed
-        drift = 1 + 0.15 * math.sin(build / 9) + 0.08 * math.sin(build / 41)
-        failed = status == StageStatus.FAILED
-        total_samples = rng.randint(15_000, 19_000)
-        stats, summaries = [], {}
-        for label, mean_ms, share in LOAD_LABELS:
-            factor = drift * rng.uniform(0.9, 1.1) * (3.4 if failed and label == "POST /checkout" else 1)
-            mean = mean_ms * factor
-            samples = int(total_samples * share * rng.uniform(0.95, 1.05))
-            error_rate = rng.uniform(0.0, 0.004) + (rng.uniform(0.02, 0.05) if failed and "checkout" in label else 0)
-            errors = int(samples * error_rate)
-            stats.append(_stat(label, samples, errors, mean, rng))
-        total = _total(stats)
-        for stat in stats:
-            summaries[stat["label"]] = _label_summary(stat)
-        finished = started_at + timedelta(seconds=LOAD_SECONDS)
-        summary = {
-            "format": "csv",
-            "samples": total["samples"],
-            "errors": total["errors"],
-            "labels": summaries,
-            "total": _label_summary(total),
-            "percentile_definition": PERCENTILE_DEFINITION,
-            "started_at": started_at.isoformat(),
-            "finished_at": finished.isoformat(),
+def _cucumber(slug: str, build: int, status: str) -> bytes:
+    """Cucumber JSON of the attacks: all pass on a green stage, 2 fail on an unstable one, 1 to 3 on a failed one."""
+    rng = random.Random(f"{slug}:{build}:gauntlt")
+    failing: set[int] = set()
+    if status != StageStatus.SUCCESS:
+        count = 2 if status == StageStatus.UNSTABLE else rng.randint(1, 3)
+        weights = [attack[5] for attack in ATTACKS]
+        while len(failing) < count:
+            failing.add(rng.choices(range(len(ATTACKS)), weights)[0])
+    undecided = rng.randrange(len(ATTACKS)) if status == StageStatus.FAILED and rng.random() < 0.4 else None
+    features: dict[str, dict] = {}
+    for number, (feature, name, step, message, typical_ms, _) in enumerate(ATTACKS):
+        line = 4 + number * 6
+        tool = feature.split(" with ")[-1].split(" against ")[0].replace("Run ", "")
+        if number in failing:
+            last = {"status": "failed", "duration": int(rng.uniform(1, 9) * NANOSECONDS),
+                    "error_message": f"{message} (RSpec::Expectations::ExpectationNotMetError)\n"
+                                     f"./features/step_definitions/{tool}_steps.rb:{rng.randint(8, 60)}"}
+        elif number == undecided:
+            last = {"status": "undefined"}
+        else:
+            last = {"status": "passed", "duration": int(rng.uniform(1, 9) * NANOSECONDS)}
+        keyword, text = step.split(" ", 1)
+        scenario = {
+            "id": f"{feature.lower()};{name.lower()}".replace(" ", "-"), "keyword": "Scenario", "name": name,
+            "line": line, "description": "", "type": "scenario",
+            "tags": [{"name": "@slow", "line": line - 1}] if typical_ms > 30_000 else [],
+            "steps": [
+                {"keyword": "Given ", "name": f'"{tool}" is installed', "line": line + 1,
+                 "result": {"status": "passed", "duration": int(rng.uniform(20, 80) * NANOSECONDS)}},
+                {"keyword": "When ", "name": f'I launch a "{tool}" attack', "line": line + 2,
+                 "result": {"status": "passed", "duration": int(typical_ms * rng.uniform(0.7, 1.4) * NANOSECONDS)}},
+                {"keyword": f"{keyword} ", "name": text, "line": line + 3, "result": last},
+            ],
         }
-        index = self._report(run, pending, kind=ReportKind.JMETER, name="jmeter.jtl", summary=summary,
-                             at=finished_at or finished, size=total["samples"] * 118)
-        pending.stats.append((index, [_stat_row(run, stat, is_total=False) for stat in stats]
-                              + [_stat_row(run, total, is_total=True)]))
-        pending.buckets.append((index, _buckets(total, started_at, rng, failed)))
+        features.setdefault(feature, {
+            "uri": f"attacks/{feature.split(' ')[-1].lower()}.attack", "id": feature.lower().replace(" ", "-"),
+            "keyword": "Feature", "name": feature, "line": 1, "description": "", "tags": [], "elements": [],
+        })["elements"].append(scenario)
+    return orjson.dumps(list(features.values()))
 
 
-def _stat(label: str, samples: int, errors: int, mean: float, rng: random.Random) -> dict:
-    spread = rng.uniform(0.9, 1.15)
-    return {
-        "label": label,
-        "samples": samples,
-        "errors": errors,
-        "mean_ms": round(mean, 1),
-        "min_ms": round(mean * 0.22, 1),
-        "max_ms": round(mean * 6.5 * spread, 1),
-        "stdev_ms": round(mean * 0.55 * spread, 1),
-        "p50_ms": round(mean * 0.86, 1),
-        "p90_ms": round(mean * 1.55 * spread, 1),
-        "p95_ms": round(mean * 1.95 * spread, 1),
-        "p99_ms": round(mean * 3.1 * spread, 1),
-        "throughput": round(samples / LOAD_SECONDS, 2),
-        "received_kbps": round(samples / LOAD_SECONDS * rng.uniform(4, 18), 2),
-        "sent_kbps": round(samples / LOAD_SECONDS * 0.45, 2),
-    }
+# --- JMeter ------------------------------------------------------------------------------------------------------
+
+JTL_HEADER = ("timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,"
+              "bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect")
+THREADS = 50
 
 
-def _total(stats: list[dict]) -> dict:
-    samples = sum(stat["samples"] for stat in stats)
-
-    def weighted(name: str, boost: float = 1.0) -> float:
-        return round(sum(stat[name] * stat["samples"] for stat in stats) / samples * boost, 1)
-
-    return {
-        "label": "Total",
-        "samples": samples,
-        "errors": sum(stat["errors"] for stat in stats),
-        "mean_ms": weighted("mean_ms"),
-        "min_ms": min(stat["min_ms"] for stat in stats),
-        "max_ms": max(stat["max_ms"] for stat in stats),
-        "stdev_ms": weighted("stdev_ms", 1.3),
-        "p50_ms": weighted("p50_ms", 0.9),
-        "p90_ms": weighted("p90_ms", 1.1),
-        "p95_ms": weighted("p95_ms", 1.15),
-        "p99_ms": weighted("p99_ms", 1.2),
-        "throughput": round(sum(stat["throughput"] for stat in stats), 2),
-        "received_kbps": round(sum(stat["received_kbps"] for stat in stats), 2),
-        "sent_kbps": round(sum(stat["sent_kbps"] for stat in stats), 2),
-    }
-
-
-def _label_summary(stat: dict) -> dict:
-    return {"samples": stat["samples"], "errors": stat["errors"], "mean": stat["mean_ms"], "p50": stat["p50_ms"],
-            "p90": stat["p90_ms"], "p95": stat["p95_ms"], "p99": stat["p99_ms"], "throughput": stat["throughput"]}
-
-
-STAT_COLUMNS = [
-    "report_id", "run_id", "label", "is_total", "samples", "errors", "error_percent", "min_ms", "max_ms", "mean_ms",
-    "stdev_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput", "received_kbps", "sent_kbps",
-]
-BUCKET_COLUMNS = ["report_id", "started_at", "width_seconds", "samples", "errors", "mean_ms", "p95_ms",
-                  "active_threads"]
-SCENARIO_COLUMNS = ["report_id", "run_id", "feature", "name", "line", "status", "duration_ms", "failing_step",
-                    "failure_message", "steps", "tags"]
-
-
-def _stat_row(run, stat: dict, *, is_total: bool) -> tuple:
-    error_percent = round(stat["errors"] / stat["samples"] * 100, 3) if stat["samples"] else 0.0
-    return (run.pk, stat["label"], is_total, stat["samples"], stat["errors"], error_percent, stat["min_ms"],
-            stat["max_ms"], stat["mean_ms"], stat["stdev_ms"], stat["p50_ms"], stat["p90_ms"], stat["p95_ms"],
-            stat["p99_ms"], stat["throughput"], stat["received_kbps"], stat["sent_kbps"])
-
-
-def _buckets(total: dict, started_at: datetime, rng: random.Random, failed: bool) -> list[tuple]:
-    """LOAD_BUCKETS slices: threads ramp up over the first minute; their samples add up to the total."""
-    threads = [min(50, 5 * (index + 1)) for index in range(LOAD_BUCKETS)]
-    weights = [count * rng.uniform(0.9, 1.1) for count in threads]
-    scale = total["samples"] / sum(weights)
-    samples = [int(weight * scale) for weight in weights]
-    samples[-1] += total["samples"] - sum(samples)
-    errors_left = total["errors"]
+def _jtl(slug: str, build: int, status: str, started_at: datetime, samples: int) -> bytes:
+    """A JMeter CSV: threads ramp up over the first minute; response times drift slowly across builds, vary per
+    run, and the checkout degrades (slower, failing) in the last minutes of a failed stage."""
+    rng = random.Random(f"{slug}:{build}:jmeter")
+    drift = 1 + 0.15 * math.sin(build / 9) + 0.08 * math.sin(build / 41)
+    failed = status == StageStatus.FAILED
+    labels = [(label, mean * drift * rng.uniform(0.9, 1.1)) for label, mean, _ in LOAD_LABELS]
+    shares = [share for _, _, share in LOAD_LABELS]
+    count = int(samples * rng.uniform(0.9, 1.1))
+    slots = LOAD_SECONDS // 5
+    threads = [min(THREADS, 5 * (slot + 1)) for slot in range(slots)]
+    start_ms = int(started_at.timestamp() * 1000)
     rows = []
-    adapt = connection.ops.adapt_datetimefield_value
-    for index, (count, active) in enumerate(zip(samples, threads, strict=True)):
-        errors = min(errors_left, round(total["errors"] * count / total["samples"])) if total["samples"] else 0
-        if index == LOAD_BUCKETS - 1:
-            errors = errors_left
-        errors_left -= errors
-        load = 0.75 + 0.25 * active / 50 + (0.6 if failed and index > 40 else 0)
-        mean = total["mean_ms"] * load * rng.uniform(0.92, 1.08)
-        rows.append((adapt(started_at + timedelta(seconds=index * BUCKET_SECONDS)), BUCKET_SECONDS, count, errors,
-                     round(mean, 1), round(mean * rng.uniform(1.8, 2.2), 1), active))
-    return rows
-
-
-def _json(value) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    for slot, (label, mean) in zip(rng.choices(range(slots), threads, k=count),
+                                   rng.choices(labels, shares, k=count), strict=True):
+        checkout = label == "POST /checkout"
+        slow = (3.4 if failed and checkout else 1) * (1.6 if failed and slot > 40 else 1)
+        elapsed = max(1, int(mean * slow * (0.75 + 0.25 * threads[slot] / THREADS) * rng.lognormvariate(-0.18, 0.6)))
+        error_rate = 0.002 + (rng.uniform(0.02, 0.05) if failed and checkout else 0)
+        ok = rng.random() >= error_rate
+        rows.append((start_ms + slot * 5000 + rng.randrange(5000), elapsed, label, ok, threads[slot]))
+    rows.sort()
+    lines = [JTL_HEADER]
+    for stamp, elapsed, label, ok, active in rows:
+        path = label.split(" ", 1)[1].replace("{id}", str(stamp % 500 + 1))
+        code, message = ("200", "OK") if ok else ("500", "Internal Server Error")
+        failure = "" if ok else "Test failed: code expected to be 200"
+        lines.append(f"{stamp},{elapsed},{label},{code},{message},Shoppers 1-{stamp % active + 1},text,"
+                     f"{str(ok).lower()},{failure},{2000 + stamp % 18000},{300 + stamp % 400},{active},{active},"
+                     f"https://staging.shop.example.com{path},{int(elapsed * 0.8)},0,{1 + stamp % 9}")
+    return ("\n".join(lines) + "\n").encode()

@@ -60,7 +60,9 @@ class FindingClass(models.TextChoices):
 
 
 class Finding(models.Model):
-    """One Trivy finding. `fingerprint` is built from identifiers only, so it matches across runs and images."""
+    """One Trivy finding. `fingerprint` is built from identifiers and location only (not the installed version),
+    so it matches across runs, images and package bumps. Whether production has it is not stored: production
+    changes, so pages compare with it when they are read (scanners.selectors.with_production_flag)."""
 
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="findings")
     # Indexed by finding_run_fingerprint, which starts with it.
@@ -77,8 +79,9 @@ class Finding(models.Model):
     title = models.TextField(blank=True)
     detail = models.TextField(blank=True, help_text="Misconfiguration message or masked secret match")
     url = models.URLField(max_length=500, blank=True)
-    new_on_branch = models.BooleanField(default=True, help_text="Absent from the previous run of the branch")
-    new_vs_production = models.BooleanField(null=True, help_text="Absent from what production runs; null if unknown")
+    new_on_branch = models.BooleanField(
+        default=True, help_text="Absent from the scan of the same image in the latest earlier build of the branch"
+    )
 
     class Meta:
         ordering = ["id"]

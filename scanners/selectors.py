@@ -3,13 +3,15 @@
 Every function fetches what its page shows in a fixed number of queries, whatever the number of runs,
 reports or findings: counts come from the reports' `summary` (written once at ingestion, see
 scanners.services), lists are paginated by the views, trends read the last TREND_RUNS runs in one query.
+What production runs changes after ingestion, so the comparison with production is made when a page is read,
+in the database (`with_production_flag`, `not_in_production_count`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
+from django.db.models import BooleanField, Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
 from deliveries.models import PipelineRun, Project
 from scanners.models import (
@@ -34,6 +36,10 @@ FINDING_SORTS = {
 }
 SEVERITY_ORDER = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.UNKNOWN]
 NEW_FILTERS = {"branch": "new on the branch", "production": "not in production"}
+COMPARISON_BASIS = (
+    "Each image is compared with its scan in the latest earlier build of the branch that scanned it: a finding is new "
+    "if that scan did not have it, persisting if it did; fixed counts what that scan had and this one has not."
+)
 
 
 # --- runs and reports ------------------------------------------------------------------------------------------
@@ -72,6 +78,56 @@ def runs_by_id(ids) -> dict[int, PipelineRun]:
     if not ids:
         return {}
     return PipelineRun.objects.in_bulk(ids)
+
+
+# --- the comparison basis: one rule for new, persisting and fixed -------------------------------------------------
+
+
+def earlier_in_build_order(run: PipelineRun) -> Q:
+    """Runs built before `run`: a lower build number (runs without one, not yet numbered by Jenkins, come after
+    every numbered run, in the order they were made)."""
+    if run.build_number is None:
+        return Q(build_number__isnull=False) | Q(build_number__isnull=True, pk__lt=run.pk)
+    return Q(build_number__lt=run.build_number)
+
+
+def comparison_basis(run: PipelineRun, artifact_name: str) -> PipelineRun | None:
+    """The run whose scan of the same image a scan of `artifact_name` in `run` is compared with: the latest
+    earlier run of the same branch, in build order, with a parsed Trivy report of that image (COMPARISON_BASIS)."""
+    scanned = Report.objects.filter(
+        run=OuterRef("pk"), kind=ReportKind.TRIVY, status=ReportStatus.PARSED, summary__artifact_name=artifact_name
+    )
+    return (
+        PipelineRun.objects.filter(project_id=run.project_id, branch=run.branch)
+        .filter(earlier_in_build_order(run))
+        .filter(Exists(scanned))
+        .order_by(F("build_number").desc(nulls_first=True), "-id")
+        .first()
+    )
+
+
+def fingerprints_of(run: PipelineRun, *, artifact_name: str) -> set[str]:
+    return set(Finding.objects.filter(run=run, artifact_name=artifact_name).values_list("fingerprint", flat=True))
+
+
+def same_finding_in(run_id) -> Exists:
+    """Whether the run has the finding (the same fingerprint in the same image); for annotating findings."""
+    same = Finding.objects.filter(artifact_name=OuterRef("artifact_name"), fingerprint=OuterRef("fingerprint"))
+    return Exists(same.filter(run_id=run_id))
+
+
+def with_production_flag(findings, production_run: PipelineRun | None):
+    """Annotate `new_vs_production`: absent from what production runs now; None when nothing runs there."""
+    if production_run is None:
+        return findings.annotate(new_vs_production=Value(None, output_field=BooleanField()))
+    return findings.annotate(new_vs_production=~same_finding_in(production_run.pk))
+
+
+def not_in_production_count(findings, production_run: PipelineRun | None) -> int | None:
+    """How many of `findings` what production runs now does not have; None when nothing runs there. One query."""
+    if production_run is None:
+        return None
+    return findings.filter(~same_finding_in(production_run.pk)).count()
 
 
 def trend_runs(run: PipelineRun, kind: str, *, limit: int = TREND_RUNS):
@@ -127,7 +183,7 @@ def _summary_number(summary, path: str) -> int:
 
 @dataclass
 class SecuritySummary:
-    """The sum of the `summary` of a run's parsed Trivy reports."""
+    """The sum of the `summary` of a run's parsed Trivy reports, and how the run compares with production now."""
 
     reports: list[Report]
     findings: int = 0
@@ -138,7 +194,6 @@ class SecuritySummary:
     fixed: int = 0
     new_vs_production: int | None = None
     compared_with_run_id: int | None = None
-    production_run_id: int | None = None
     artifact_names: list[str] = field(default_factory=list)
     compared_with_run: PipelineRun | None = None
     production_run: PipelineRun | None = None
@@ -152,9 +207,10 @@ class SecuritySummary:
         return [(value, label, self.by_class.get(value, 0)) for value, label in FindingClass.choices]
 
 
-def security_summary(run: PipelineRun) -> SecuritySummary:
-    """Counts over the run's parsed Trivy reports, and the runs they were compared with. Two queries at most."""
-    summary = SecuritySummary(reports=parsed_reports(run, ReportKind.TRIVY))
+def security_summary(run: PipelineRun, *, production_run: PipelineRun | None) -> SecuritySummary:
+    """Counts over the run's parsed Trivy reports, the run they were compared with, and how many findings
+    `production_run` (what production runs now) does not have. Three queries at most."""
+    summary = SecuritySummary(reports=parsed_reports(run, ReportKind.TRIVY), production_run=production_run)
     for report in summary.reports:
         data = report.summary or {}
         summary.findings += _summary_number(data, "findings")
@@ -165,16 +221,17 @@ def security_summary(run: PipelineRun) -> SecuritySummary:
         summary.new += _summary_number(data, "new")
         summary.persisting += _summary_number(data, "persisting")
         summary.fixed += _summary_number(data, "fixed")
-        if data.get("new_vs_production") is not None:
-            summary.new_vs_production = (summary.new_vs_production or 0) + _summary_number(data, "new_vs_production")
         summary.compared_with_run_id = summary.compared_with_run_id or data.get("compared_with_run")
-        summary.production_run_id = summary.production_run_id or data.get("production_run")
         if data.get("artifact_name") and data["artifact_name"] not in summary.artifact_names:
             summary.artifact_names.append(data["artifact_name"])
-    linked = runs_by_id([summary.compared_with_run_id, summary.production_run_id])
-    summary.compared_with_run = linked.get(summary.compared_with_run_id)
-    summary.production_run = linked.get(summary.production_run_id)
+    summary.compared_with_run = runs_by_id([summary.compared_with_run_id]).get(summary.compared_with_run_id)
+    if summary.reports:
+        summary.new_vs_production = not_in_production_count(run_findings(run), production_run)
     return summary
+
+
+def run_findings(run: PipelineRun):
+    return Finding.objects.filter(run=run, report__status=ReportStatus.PARSED)
 
 
 def _with_severity_rank(findings):
@@ -195,15 +252,17 @@ def findings(
     query: str = "",
     sort: str = "severity",
     new: str = "",
+    production_run: PipelineRun | None = None,
 ):
-    """Findings of a report, or of all the parsed Trivy reports of a run, filtered and sorted."""
+    """Findings of a report, or of all the parsed Trivy reports of a run, filtered and sorted, each flagged
+    `new_vs_production` against `production_run` (what production runs now)."""
     if report is not None:
         selected = Finding.objects.filter(report=report)
     elif run is not None:
-        selected = Finding.objects.filter(run=run, report__status=ReportStatus.PARSED)
+        selected = run_findings(run)
     else:
         raise ValueError("findings() needs a report or a run")
-    selected = _with_severity_rank(selected)
+    selected = with_production_flag(_with_severity_rank(selected), production_run)
     if severity in Severity.values:
         selected = selected.filter(severity=severity)
     if finding_class in FindingClass.values:
@@ -221,15 +280,16 @@ def findings(
 
 
 def fixed_findings(run: PipelineRun, summary: SecuritySummary):
-    """Findings of the compared run that this run no longer has, image by image (as `summary["fixed"]` counts)."""
-    if summary.compared_with_run_id is None:
+    """What each image's comparison basis had and this run's scan of the image has not (as `summary["fixed"]`
+    counts it)."""
+    bases = Q()
+    for report in summary.reports:
+        data = report.summary or {}
+        if data.get("compared_with_run"):
+            bases |= Q(run_id=data["compared_with_run"], artifact_name=data.get("artifact_name") or "")
+    if not bases:
         return Finding.objects.none()
-    still_there = Finding.objects.filter(
-        run=run, artifact_name=OuterRef("artifact_name"), fingerprint=OuterRef("fingerprint")
-    )
-    fixed = Finding.objects.filter(run_id=summary.compared_with_run_id).exclude(Exists(still_there))
-    if summary.artifact_names:
-        fixed = fixed.filter(artifact_name__in=summary.artifact_names)
+    fixed = Finding.objects.filter(bases).exclude(same_finding_in(run.pk))
     return _with_severity_rank(fixed).order_by("severity_rank", "identifier", "id")
 
 

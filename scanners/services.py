@@ -25,8 +25,8 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from deliveries.models import PipelineRun
-from environments import selectors as environment_selectors
 from portal.bulk import insert_rows
+from scanners import selectors
 from scanners.models import (
     AttackScenario,
     Finding,
@@ -132,6 +132,33 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
         return mark_failed(report, f"internal error while parsing ({type(exc).__name__}); the file is kept", kind=kind)
     if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
         mask_stored_secrets(report)
+    return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+
+
+def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind: str, received_at=None) -> Report:
+    """Parse a report held in memory and write what it holds, keeping no raw file (the report page says so).
+
+    For generated reports only (the demo's large scale, where storing 40,000 files would cost more than the
+    demo is worth); uploads go through receive_report and ingest_report. The same bytes for the same run give
+    the same report back.
+    """
+    digest = hashlib.sha256(content).hexdigest()
+    existing = Report.objects.filter(run=run, sha256=digest).first()
+    if existing is not None:
+        return existing
+    report = Report.objects.create(
+        run=run, kind=kind, original_name=Path(original_name).name[:255], size_bytes=len(content), sha256=digest,
+        status=ReportStatus.PARSING, created_at=received_at or timezone.now(),
+    )
+    try:
+        parsed = parse(kind, content)
+    except ReportParseError as exc:
+        return mark_failed(report, str(exc), kind=kind)
+    return write_parsed(report_id=report.pk, kind=kind, parsed=parsed)
+
+
+def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
+    """Write what was parsed out of a report being parsed, all at once, and mark it parsed."""
     with transaction.atomic():
         report = Report.objects.select_for_update().select_related("run__project").get(pk=report_id)
         if report.status != ReportStatus.PARSING:
@@ -163,14 +190,14 @@ def mask_stored_secrets(report: Report) -> None:
         report.file.name = saved_as
 
 
-def parse(kind: str, path: Path, *, progress=None):
+def parse(kind: str, source: Path | bytes, *, progress=None):
     limit = settings.REPORT_MAX_BYTES
     if kind == ReportKind.TRIVY:
-        return parse_trivy(path, max_bytes=limit)
+        return parse_trivy(source, max_bytes=limit)
     if kind == ReportKind.GAUNTLT:
-        return parse_gauntlt(path, max_bytes=limit)
+        return parse_gauntlt(source, max_bytes=limit)
     if kind == ReportKind.JMETER:
-        return parse_jmeter(path, max_bytes=limit, progress=progress)
+        return parse_jmeter(source, max_bytes=limit, progress=progress)
     raise ReportParseError(f"unknown report kind {kind!r}")
 
 
@@ -216,15 +243,13 @@ def read_head(path: Path) -> bytes:
 
 
 def write_trivy(report: Report, parsed: TrivyReport) -> dict:
+    """Write the findings, each flagged new or persisting, and count what was fixed, all against one basis:
+    `selectors.comparison_basis`. What production runs is compared when a page is read (it changes)."""
     run = report.run
-    previous_run = previous_run_with_findings(run)
-    production_run = production_run_of(run)
-    previous = fingerprints_of(previous_run, exclude_report=report) if previous_run else set()
-    in_production = fingerprints_of(production_run, exclude_report=report) if production_run else None
     artifact_name = parsed.artifact_name[:255]
-    new_on_branch = [item.fingerprint not in previous for item in parsed.findings]
-    new_vs_production = [None if in_production is None else item.fingerprint not in in_production
-                         for item in parsed.findings]
+    basis_run = selectors.comparison_basis(run, artifact_name)
+    before = selectors.fingerprints_of(basis_run, artifact_name=artifact_name) if basis_run else set()
+    new_on_branch = [item.fingerprint not in before for item in parsed.findings]
     # Parsed values are already plain and cut to the columns' sizes, so they go in without bulk_create.
     insert_rows(
         Finding,
@@ -232,75 +257,33 @@ def write_trivy(report: Report, parsed: TrivyReport) -> dict:
         (
             (report.pk, run.pk, artifact_name, item.target, item.finding_class, item.fingerprint, item.identifier,
              item.package, item.installed_version, item.fixed_version, item.severity, item.title, item.detail,
-             item.url, is_new, is_new_vs_production)
-            for item, is_new, is_new_vs_production in zip(parsed.findings, new_on_branch, new_vs_production,
-                                                           strict=True)
+             item.url, is_new)
+            for item, is_new in zip(parsed.findings, new_on_branch, strict=True)
         ),
     )
-    # Fixed: what the previous run's scan of the same image had and this one has not (the whole previous run
-    # when the report names no image).
     current = {item.fingerprint for item in parsed.findings}
-    if previous_run is None:
-        fixed = 0
-    elif parsed.artifact_name:
-        fixed = len(fingerprints_of(previous_run, artifact_name=artifact_name) - current)
-    else:
-        fixed = len(previous - current)
     return {
         "format": parsed.format,
-        "artifact_name": parsed.artifact_name,
+        "artifact_name": artifact_name,
         "findings": len(parsed.findings),
         "by_severity": count_choices(Severity.values, (item.severity for item in parsed.findings)),
         "by_class": count_choices(FindingClass.values, (item.finding_class for item in parsed.findings)),
         "new": sum(new_on_branch),
         "persisting": len(new_on_branch) - sum(new_on_branch),
-        "fixed": fixed,
-        "new_vs_production": None if in_production is None else sum(bool(v) for v in new_vs_production),
-        "compared_with_run": previous_run.pk if previous_run else None,
-        "production_run": production_run.pk if production_run else None,
+        "fixed": len(before - current),
+        "compared_with_run": basis_run.pk if basis_run else None,
     }
 
 
 FINDING_COLUMNS = [
     "report_id", "run_id", "artifact_name", "target", "finding_class", "fingerprint", "identifier", "package",
-    "installed_version", "fixed_version", "severity", "title", "detail", "url", "new_on_branch", "new_vs_production",
+    "installed_version", "fixed_version", "severity", "title", "detail", "url", "new_on_branch",
 ]
 
 
 def count_choices(keys: list[str], values) -> dict[str, int]:
     counts = Counter(values)
     return {key: counts.get(key, 0) for key in keys}
-
-
-def previous_run_with_findings(run: PipelineRun) -> PipelineRun | None:
-    """The newest earlier run of the same project and branch that has a parsed Trivy report."""
-    return (
-        PipelineRun.objects.filter(
-            project_id=run.project_id,
-            branch=run.branch,
-            created_at__lt=run.created_at,
-            reports__kind=ReportKind.TRIVY,
-            reports__status=ReportStatus.PARSED,
-        )
-        .exclude(pk=run.pk)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-
-
-def production_run_of(run: PipelineRun) -> PipelineRun | None:
-    """The run production runs now, unless it is this very run."""
-    production = environment_selectors.production_run(run.project_id)
-    return None if production is None or production.pk == run.pk else production
-
-
-def fingerprints_of(run: PipelineRun, *, artifact_name: str = "", exclude_report: Report | None = None) -> set[str]:
-    findings = Finding.objects.filter(run=run)
-    if artifact_name:
-        findings = findings.filter(artifact_name=artifact_name)
-    if exclude_report is not None:
-        findings = findings.exclude(report=exclude_report)
-    return set(findings.values_list("fingerprint", flat=True))
 
 
 # --- Gauntlt ---------------------------------------------------------------------------------------

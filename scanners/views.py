@@ -36,7 +36,11 @@ def report_detail(request, report_id):
         raise Http404("No such report") from None
     context = {"report": report, "run": report.run, "raw_file_ready": raw_file_ready(report)}
     if report.kind == ReportKind.TRIVY:
-        context.update(findings_context(request, selectors.findings(report=report, **finding_filters(request))))
+        production_run = environment_selectors.production_run(report.run.project_id)
+        findings = selectors.findings(report=report, production_run=production_run, **finding_filters(request))
+        context.update(findings_context(request, findings))
+        context["production_run"] = production_run
+        context["not_in_production"] = selectors.not_in_production_count(report.findings.all(), production_run)
     elif report.kind == ReportKind.GAUNTLT:
         context["scenarios"] = selectors.report_scenarios(report)
     elif report.kind == ReportKind.JMETER:
@@ -92,11 +96,12 @@ def project_security(request, slug):
 
 
 def security_context(request, run) -> dict:
-    summary = selectors.security_summary(run)
+    production_run = environment_selectors.production_run(run.project_id)
+    summary = selectors.security_summary(run, production_run=production_run)
     filters = finding_filters(request)
-    context = {"summary": summary}
+    context = {"summary": summary, "comparison_basis": selectors.COMPARISON_BASIS}
     if summary.reports:
-        context.update(findings_context(request, selectors.findings(run=run, **filters)))
+        context.update(findings_context(request, selectors.findings(run=run, production_run=production_run, **filters)))
         if summary.compared_with_run_id:
             fixed = selectors.fixed_findings(run, summary)
             context["fixed_page"] = with_short_names(

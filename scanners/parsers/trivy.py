@@ -7,8 +7,9 @@ Variants handled (see ../shared/notes/report-formats.md):
 - "k8s":     `trivy k8s` cluster reports (ClusterName + resources with nested Results);
 - "sarif":   `--format sarif` (SARIF 2.1.0).
 
-Fingerprints are built from identifiers only (never prose, never the image tag), so a finding keeps its
-fingerprint across runs and across images; see `_fingerprint` and the per-class builders.
+Fingerprints are built from identifiers and location only (never prose, never the image tag, never the installed
+version), so a finding keeps its fingerprint across runs, across images and across a package bump that leaves it
+vulnerable; see `fingerprint`, `vulnerability_fingerprint` and the per-class builders.
 """
 
 from __future__ import annotations
@@ -404,6 +405,17 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def vulnerability_fingerprint(identifier: str, package: str, location: str, installed: str) -> str:
+    """A vulnerability's identity: its id, the package, and where the package is ("" for OS packages).
+
+    The installed version is left out, also where the location embeds it (".../Django-4.2.1.dist-info/METADATA",
+    "lib/log4j-core-2.14.1.jar"): a bump that is still vulnerable is the same finding, persisting.
+    """
+    if installed and location:
+        location = re.sub(rf"(?<=[-_@/]){re.escape(installed)}(?=[./_-]|$)", "*", location)
+    return fingerprint(VULNERABILITY, identifier, package, location)
+
+
 def _strip_tag(name: str, artifact_type: str) -> str:
     """Image reference without tag or digest; registry host:port kept. Paths and URLs are left alone."""
     if not name or artifact_type in _PATH_ARTIFACT_TYPES:
@@ -457,7 +469,7 @@ def _vulnerability(item: dict, ctx: _ResultContext) -> TrivyFinding:
         url=_first_url(item),
         target=ctx.target,
         pkg_path=pkg_path,
-        fingerprint=fingerprint(VULNERABILITY, identifier, package, pkg_path or ctx.file_target, installed),
+        fingerprint=vulnerability_fingerprint(identifier, package, pkg_path or ctx.file_target, installed),
     )
 
 
@@ -788,23 +800,24 @@ def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:
     pkg_path = ""
     if finding_class == VULNERABILITY:
         is_os = rule.get("name") == "OsPackageVulnerability"
-        parts = (VULNERABILITY, identifier, package, "" if is_os else target, installed)
+        identity = vulnerability_fingerprint(identifier, package, "" if is_os else target, installed)
     elif finding_class == MISCONFIGURATION:
         package = installed = fixed = ""
         detail = fields.get("Message", "")[:MAX_DETAIL]
-        parts = (MISCONFIGURATION, identifier, target, "")
+        identity = fingerprint(MISCONFIGURATION, identifier, target, "")
     elif finding_class == SECRET:
         package = installed = fixed = ""
         match = fields.get("Match", "")
         detail = mask_secret(match)
-        parts = (SECRET, identifier, target, hashlib.sha256(match.encode("utf-8", "surrogatepass")).hexdigest())
+        match_hash = hashlib.sha256(match.encode("utf-8", "surrogatepass")).hexdigest()
+        identity = fingerprint(SECRET, identifier, target, match_hash)
     else:  # license rules are "<package>:<license name>"
         installed = fixed = ""
         if package and rule_id.startswith(package + ":"):
             identifier = rule_id[len(package) + 1 :][:MAX_IDENTIFIER]
         detail = fields.get("Classification", "")[:MAX_DETAIL]
         pkg_path = fields.get("Path", "")[:MAX_TARGET]
-        parts = (LICENSE, identifier, package, pkg_path or target)
+        identity = fingerprint(LICENSE, identifier, package, pkg_path or target)
     return TrivyFinding(
         finding_class=finding_class,
         identifier=identifier,
@@ -817,5 +830,5 @@ def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:
         url=url,
         target=target,
         pkg_path=pkg_path,
-        fingerprint=fingerprint(*parts),
+        fingerprint=identity,
     )

@@ -54,10 +54,11 @@ def test_it_gives_demo_users_their_roles(monkeypatch):
     from django.test import RequestFactory
 
     # As the login page does: with the request, which the login lockout (django-axes) needs.
-    user = authenticate(RequestFactory().post("/accounts/login/"), username="tom.lead", password="demo-password-123")
+    login = RequestFactory().post("/accounts/login/")
+    user = authenticate(login, username="tom.lead", password="demo-password-123")
     assert user is not None
     assert list(user.groups.values_list("name", flat=True)) == ["techlead"]
-    operator = authenticate(username="olga.ops", password="demo-password-123")
+    operator = authenticate(login, username="olga.ops", password="demo-password-123")
     assert operator.is_staff and operator.has_perm("environments.change_environment")
     assert not user.is_staff
 

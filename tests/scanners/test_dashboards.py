@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 
-from environments.models import Tier
+from environments.models import Environment, Tier
 from scanners import services
 from scanners.models import Finding, Report
 from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
@@ -83,6 +84,10 @@ def history():
     return type("History", (), {"project": project, "released": released, "first": first, "current": current})
 
 
+def page_text(response) -> str:
+    return " ".join(strip_tags(response.content.decode()).split())
+
+
 def run_urls(run):
     names = ("run-security", "run-performance", "run-attacks")
     return [reverse(name, args=[run.project.slug, run.pk]) for name in names]
@@ -146,6 +151,28 @@ def test_the_security_page_sums_the_runs_reports(client, users, history):
     body = response.content.decode()
     assert reverse("run-security", args=["shop", history.first.pk]) in body
     assert reverse("run-security", args=["shop", history.released.pk]) in body
+
+
+def test_the_pages_compare_with_what_production_runs_now(client, users, history):
+    client.force_login(users.developer)
+    security = reverse("run-security", args=["shop", history.current.pk])
+    app_report = Report.objects.get(run=history.current, original_name="app.json")
+    report_page = reverse("report-detail", args=[app_report.pk])
+    assert "3 not in what production runs now" in page_text(client.get(security))
+    assert "2 not in what production runs now" in page_text(client.get(report_page))
+
+    DeploymentFactory(source_run=history.current, environment=Environment.objects.get(slug="production"))
+    for url in (security, report_page):
+        body = client.get(url).content.decode()
+        assert "this run is what production runs now" in body, url
+        assert "not in what production runs now" not in body and "flag-prod" not in body, url
+    assert client.get(security).context["summary"].new_vs_production == 0
+
+
+def test_the_security_page_says_what_new_persisting_and_fixed_are_judged_against(client, users, history):
+    client.force_login(users.developer)
+    body = client.get(reverse("run-security", args=["shop", history.current.pk])).content.decode()
+    assert "latest earlier build of the branch that scanned it" in body
 
 
 def test_it_lists_what_was_fixed_since_the_previous_run(client, users, history):

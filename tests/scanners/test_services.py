@@ -1,10 +1,13 @@
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from deliveries.models import RunStatus
-from scanners import services
+from environments import selectors as environment_selectors
+from scanners import selectors, services
 from scanners.models import AttackScenario, Finding, LoadTestStat, Report, ReportStatus
 from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
 from tests.scanners import samples
@@ -96,26 +99,106 @@ def test_it_marks_findings_new_persisting_and_fixed_against_the_previous_run_of_
     assert report.summary["compared_with_run"] == first.pk
 
 
-def test_it_compares_findings_with_what_production_runs():
+APP = "registry.example.com/shop/app"
+NGINX = "registry.example.com/shop/nginx"
+
+
+def scan(run, *cves, image=APP, **fields):
+    """Ingest a Trivy report of `image` holding the CVEs (each in a package of its own unless given)."""
+    vulnerabilities = [samples.trivy_vulnerability(cve, **{"package": cve, **fields}) for cve in cves]
+    return ingest(run, samples.trivy_report(vulnerabilities, image=f"{image}:{run.build_number}"))
+
+
+def counts(report):
+    return report.summary["new"], report.summary["persisting"], report.summary["fixed"]
+
+
+def test_a_package_bump_that_is_still_vulnerable_is_one_persisting_finding():
     project = ProjectFactory()
-    in_production = RunFactory(project=project, branch="master", build_number=1)
-    ingest(in_production, samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
-    DeploymentFactory(source_run=in_production, environment=EnvironmentFactory(slug="production", tier="production"))
+    first = RunFactory(project=project, build_number=1)
+    scan(first, "CVE-2024-0001", package="openssl", installed="3.0.1")
+    second = RunFactory(project=project, build_number=2)
+    report = scan(second, "CVE-2024-0001", package="openssl", installed="3.0.2")
+    assert counts(report) == (0, 1, 0)
+    assert Finding.objects.get(report=report).new_on_branch is False
+
+
+def test_the_previous_build_is_chosen_by_build_number_not_by_creation_time():
+    project = ProjectFactory()
+    now = timezone.now()
+    # build 2 was recorded before build 1 (its callback came first), build 3 is the newest
+    build_2 = RunFactory(project=project, build_number=2, created_at=now - timedelta(minutes=30))
+    build_1 = RunFactory(project=project, build_number=1, created_at=now - timedelta(minutes=20))
+    scan(build_1, "CVE-2024-0001")
+    scan(build_2, "CVE-2024-0002")
+    build_3 = RunFactory(project=project, build_number=3, created_at=now)
+    report = scan(build_3, "CVE-2024-0002")
+    assert report.summary["compared_with_run"] == build_2.pk
+    assert counts(report) == (0, 1, 0)
+    assert selectors.comparison_basis(build_2, APP) == build_1
+
+
+def test_new_and_fixed_are_judged_against_the_same_image():
+    project = ProjectFactory()
+    first = RunFactory(project=project, build_number=1)
+    scan(first, "CVE-2024-0001", image=APP)
+    scan(first, "CVE-2024-0002", image=NGINX)
+    second = RunFactory(project=project, build_number=2)
+    # CVE-2024-0002 was in the nginx image before: in the app image it is new
+    app = scan(second, "CVE-2024-0002", image=APP)
+    nginx = scan(second, "CVE-2024-0002", image=NGINX)
+    assert counts(app) == (1, 0, 1)
+    assert counts(nginx) == (0, 1, 0)
+    summary = selectors.security_summary(second, production_run=None)
+    assert [f.identifier for f in selectors.fixed_findings(second, summary)] == ["CVE-2024-0001"] == [
+        f.identifier for f in Finding.objects.filter(run=first, artifact_name=APP)]
+
+
+def test_an_image_is_compared_with_the_latest_build_that_scanned_it():
+    project = ProjectFactory()
+    first = RunFactory(project=project, build_number=1)
+    scan(first, "CVE-2024-0001", image=APP)
+    second = RunFactory(project=project, build_number=2)
+    scan(second, "CVE-2024-0009", image=NGINX)  # the app image was not scanned in build 2
+    third = RunFactory(project=project, build_number=3)
+    report = scan(third, "CVE-2024-0001", image=APP)
+    assert report.summary["compared_with_run"] == first.pk
+    assert counts(report) == (0, 1, 0)
+
+
+def test_a_clean_scan_is_a_basis_too():
+    project = ProjectFactory()
+    scan(RunFactory(project=project, build_number=1), "CVE-2024-0001")
+    clean = RunFactory(project=project, build_number=2)
+    assert counts(scan(clean)) == (0, 0, 1)
+    assert counts(scan(RunFactory(project=project, build_number=3), "CVE-2024-0001")) == (1, 0, 0)
+
+
+def test_the_comparison_with_production_follows_what_production_runs():
+    project = ProjectFactory()
+    production = EnvironmentFactory(slug="production", tier="production")
+    released = RunFactory(project=project, branch="master", build_number=1)
+    scan(released, "CVE-2024-0001")
+    DeploymentFactory(source_run=released, environment=production, finished_at=timezone.now() - timedelta(hours=1))
     candidate = RunFactory(project=project, branch="dev", build_number=2)
-    report = ingest(candidate, samples.trivy_report([
-        samples.trivy_vulnerability("CVE-2024-0001"),
-        samples.trivy_vulnerability("CVE-2024-0002", package="zlib"),
-    ]))
-    by_id = {f.identifier: f.new_vs_production for f in Finding.objects.filter(report=report)}
-    assert by_id == {"CVE-2024-0001": False, "CVE-2024-0002": True}
-    assert report.summary["new_vs_production"] == 1
-    assert report.summary["production_run"] == in_production.pk
+    report = scan(candidate, "CVE-2024-0001", "CVE-2024-0002")
+
+    def flags():
+        running = environment_selectors.production_run(project.pk)
+        flagged = selectors.findings(report=report, production_run=running)
+        summary = selectors.security_summary(candidate, production_run=running)
+        return {f.identifier: f.new_vs_production for f in flagged}, summary.new_vs_production
+
+    assert flags() == ({"CVE-2024-0001": False, "CVE-2024-0002": True}, 1)
+    DeploymentFactory(source_run=candidate, environment=production)
+    assert flags() == ({"CVE-2024-0001": False, "CVE-2024-0002": False}, 0)
 
 
 def test_without_production_the_comparison_is_unknown_not_new():
-    report = ingest(RunFactory(), samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")]))
-    assert Finding.objects.get(report=report).new_vs_production is None
-    assert report.summary["new_vs_production"] is None
+    run = RunFactory()
+    report = scan(run, "CVE-2024-0001")
+    assert selectors.findings(report=report, production_run=None).get().new_vs_production is None
+    assert selectors.security_summary(run, production_run=None).new_vs_production is None
 
 
 def test_it_ingests_gauntlt_scenarios_with_the_failing_step():

@@ -15,7 +15,7 @@ PROGRESS_FROM_BYTES = 8 * 1024 * 1024
 # "trigger failed": the portal did not trigger it.
 IMPORTED_RUN_STATUSES = FINISHED_RUN_STATUSES - {RunStatus.TRIGGER_FAILED}
 SUMMARY_KEYS = {
-    ReportKind.TRIVY: ["findings", "by_severity", "by_class", "new", "fixed", "new_vs_production"],
+    ReportKind.TRIVY: ["findings", "by_severity", "by_class", "new", "persisting", "fixed"],
     ReportKind.JMETER: ["samples", "errors", "labels", "total"],
     ReportKind.GAUNTLT: ["scenarios", "passed", "failed", "other"],
 }

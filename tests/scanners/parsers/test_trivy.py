@@ -713,8 +713,31 @@ def test_it_separates_findings_whose_identity_differs():
     lock_a = fingerprint({"Target": "a/package-lock.json", "Class": "lang-pkgs", "Vulnerabilities": [vuln()]})
     lock_b = fingerprint({"Target": "b/package-lock.json", "Class": "lang-pkgs", "Vulnerabilities": [vuln()]})
     assert lock_a != lock_b
-    assert fingerprint(os_result(vulns=[vuln()])) != fingerprint(os_result(vulns=[vuln(installed="3.0.2")]))
     assert fingerprint(os_result(vulns=[vuln()])) != fingerprint(os_result(vulns=[vuln(pkg="libssl3")]))
+    assert fingerprint(os_result(vulns=[vuln()])) != fingerprint(os_result(vulns=[vuln("CVE-2024-0002")]))
+
+
+def test_a_package_bump_that_is_still_vulnerable_keeps_the_fingerprint():
+    def fingerprint(result):
+        return parse_trivy(schema2([result])).findings[0].fingerprint
+
+    assert fingerprint(os_result(vulns=[vuln()])) == fingerprint(os_result(vulns=[vuln(installed="3.0.2")]))
+
+    def python(version):
+        path = f"usr/local/lib/python3.12/site-packages/Django-{version}.dist-info/METADATA"
+        return {"Target": "Python", "Class": "lang-pkgs",
+                "Vulnerabilities": [vuln(pkg="Django", installed=version, PkgPath=path)]}
+
+    assert fingerprint(python("4.2.1")) == fingerprint(python("4.2.3"))
+
+    def jar(version):
+        return {"Target": "Java", "Class": "lang-pkgs",
+                "Vulnerabilities": [vuln(pkg="log4j-core", installed=version, PkgPath=f"app/log4j-core-{version}.jar")]}
+
+    assert fingerprint(jar("2.14.1")) == fingerprint(jar("2.15.0"))
+    assert fingerprint(jar("2.14.1")) != fingerprint(
+        {"Target": "Java", "Class": "lang-pkgs",
+         "Vulnerabilities": [vuln(pkg="log4j-core", installed="2.14.1", PkgPath="other/log4j-core-2.14.1.jar")]})
 
 
 def test_it_keeps_the_first_of_same_run_duplicates():
