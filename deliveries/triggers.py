@@ -18,8 +18,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from deliveries import jenkins
+from deliveries.audit import audit as write_audit
 from deliveries.jenkins import JenkinsError
-from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
+from deliveries.models import PipelineRun, RunStatus, RunTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,8 @@ def queue_task(function: str, run_id: int, verb: str) -> None:
 
 
 def audit(run: PipelineRun, *, user=None, action: str, data: dict) -> None:
-    AuditEvent.objects.create(
-        actor=user,
-        actor_label="" if user else "portal",
-        project_id=run.project_id,
-        action=action,
-        target_type="pipelinerun",
-        target_id=str(run.pk),
-        data=data,
-    )
+    write_audit(project_id=run.project_id, actor=user, actor_label="" if user else "portal", action=action,
+                target=run, data=data)
 
 
 # --- From the worker: talk to Jenkins ------------------------------------------------------------------
