@@ -293,7 +293,8 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
     now = timezone.now()
     with transaction.atomic():
         run, run_created = locked_run(project=project, build_number=build_number)
-        # Under the run's lock: no other callback can insert this stage meanwhile.
+        # Read after the run's lock is held, never in the same query: a query that waits for a lock reads the
+        # locked row anew, but not the rows it joins. No other callback can insert this stage meanwhile.
         stage = first(Stage.objects.filter(run=run, name=name))
         created = stage is None
         if created:
