@@ -15,7 +15,8 @@ a minimal request does plus what PostgreSQL spends on its write (no work of the 
 
 The targets: no stage lost or duplicated, no error, and at least 0.15 of the minimal view's rate. The stage
 upsert is plain ORM code under the run's row lock, the same on every database: simplicity over the last percent
-(the ceiling on a 2-CPU machine is about 0.5; a single-statement PostgreSQL path once reached 0.45 of it).
+(on an idle 2-CPU machine the ceiling is about 0.5, which the single-statement PostgreSQL path this replaced did
+not reach either).
 
     .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
     .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
