@@ -257,7 +257,7 @@ def upsert_run(
                     if changed:
                         run.save(update_fields=changed)
                 if changed or notes:
-                    audit(project_id=project.pk, actor_label=actor_label,
+                    audit(project=project, actor_label=actor_label,
                           action="run.created" if created else "run.updated", target=run,
                           data={"build_number": build_number, "status": run.status, "changed": changed, **notes})
                 return run, created
@@ -315,7 +315,7 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
             if run_changed and not run_created:
                 data["run_changed"] = run_changed
             data.update({key: True for key, on in (("created", created), ("run_created", run_created)) if on})
-            audit(project_id=project.pk, actor_label=actor_label, action="stage.upserted", target=stage, data=data)
+            audit(project=project, actor_label=actor_label, action="stage.upserted", target=stage, data=data)
     stage.run = run
     return stage, created
 
@@ -386,7 +386,7 @@ def upsert_artifact(
                     "changed": changed}
             if run_created:
                 data["run_created"] = True
-            audit(project_id=project.pk, actor_label=actor_label, action="artifact.upserted", target=artifact,
+            audit(project=project, actor_label=actor_label, action="artifact.upserted", target=artifact,
                   data=data)
     artifact.run = run
     return artifact, created

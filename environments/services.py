@@ -101,7 +101,7 @@ def record_deployment(
                 deployment.artifacts.set(artifacts)
                 changed.append("artifacts")
         if changed:
-            audit(project_id=project.pk, actor_label=actor_label,
+            audit(project=project, actor_label=actor_label,
                   action="deployment.recorded" if created else "deployment.updated", target=deployment,
                   data={"build_number": run.build_number, "environment": environment.slug,
                         "status": deployment.status, "image_digests": deployment.image_digests,

@@ -119,7 +119,7 @@ def upload_report(*, project: Project, build_number: int, file, original_name: s
                     "sha256": report.sha256}
             if run_created:
                 data["run_created"] = True
-            audit(project_id=project.pk, actor_label=actor_label, action="report.received", target=report,
+            audit(project=project, actor_label=actor_label, action="report.received", target=report,
                   data=data)
     return report, created
 
