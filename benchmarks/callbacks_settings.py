@@ -1,11 +1,9 @@
 """Settings for benchmarks/callbacks.py: the portal's own settings, plus a minimal view to compare with.
 
 Everything else (middleware, database options, persistent connections) is the portal's, read from the
-environment as in production; DEBUG stays off unless the environment turns it on. Two opt-in experiments,
-off by default, measure database options the portal does not set (see the script's --help):
+environment as in production; DEBUG stays off unless the environment turns it on. One opt-in experiment, off by
+default, measures a database option the portal does not set (see the script's --help):
 
-- BENCH_SERVER_SIDE_BINDING=1: psycopg binds parameters on the server and prepares statements run twice or
-  more (OPTIONS server_side_binding + prepare_threshold), so PostgreSQL stops parsing and planning each one;
 - BENCH_CONN_HEALTH_CHECKS=0: no `SELECT 1` before the first query of each request on a reused connection.
 """
 
@@ -16,7 +14,5 @@ from portal.settings import DATABASES
 
 ROOT_URLCONF = "benchmarks.callbacks_urls"
 
-if os.environ.get("BENCH_SERVER_SIDE_BINDING") == "1":
-    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=2)
 if os.environ.get("BENCH_CONN_HEALTH_CHECKS") == "0":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False

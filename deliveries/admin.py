@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from deliveries import gitlab_hooks, services
+from deliveries.audit import audit
 from deliveries.models import (
     Artifact,
     AuditEvent,
@@ -54,8 +56,10 @@ class ProjectAdmin(admin.ModelAdmin):
     def issue_token(self, request, queryset):
         issued = []
         for project in queryset:
-            _, token = ProjectToken.issue(project=project)
-            AuditEvent.objects.create(actor=request.user, project=project, action="token.issued")
+            with transaction.atomic():
+                row, token = ProjectToken.issue(project=project)
+                audit(project=project, actor=request.user, action="token.issued", target=row,
+                      data={"name": row.name, "prefix": row.prefix})
             issued.append((project, token))
         return self.show_once(request, issued, title="New API tokens", kind="token",
                               usage="Give it to Jenkins as a secret credential; prefer the Authorization: Bearer "

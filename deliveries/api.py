@@ -7,10 +7,8 @@ unknown one, so a token cannot tell which projects exist.
 
 from __future__ import annotations
 
-import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -41,6 +39,8 @@ from deliveries.serializers import (
     run_payload,
     stage_payload,
 )
+from environments import services as environment_services
+from scanners import services as scanner_services
 
 # A multipart body is the file plus a few hundred bytes of boundaries and headers.
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -114,12 +114,6 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def json_answer(body: dict, *, status: int) -> HttpResponse:
-    """What `Response(body)` answers, without DRF's rendering machinery: for the hot path, whose answer is a
-    flat dict of strings, numbers and nulls."""
-    return HttpResponse(orjson.dumps(body), content_type="application/json", status=status)
-
-
 def callback_error(exc: services.CallbackError) -> ValidationError:
     return ValidationError({exc.field: [exc.message]})
 
@@ -136,11 +130,6 @@ SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The pro
 class CallbackView(APIView):
     authentication_classes = [ProjectTokenAuthentication]
     parser_classes = [JSONParser]
-
-    def perform_content_negotiation(self, request, force=False):
-        # The API answers JSON only: no Accept header to weigh (it costs on every callback).
-        renderer = self.renderer_classes[0]()
-        return renderer, renderer.media_type
 
 
 class RunsView(CallbackView):
@@ -202,7 +191,7 @@ class StagesView(CallbackView):
         body = stage_payload(stage)
         body["build_number"] = build_number
         body["run_status"] = stage.run.status
-        return json_answer(body, status=201 if created else 200)
+        return Response(body, status=201 if created else 200)
 
 
 class ArtifactsView(CallbackView):
@@ -258,7 +247,7 @@ class ReportsView(CallbackView):
         if upload.size > limit:
             raise PayloadTooLarge(too_large_message(upload.size, limit))
         try:
-            report, created = services.upload_report(
+            report, created = scanner_services.upload_report(
                 project=project, build_number=build_number, file=upload, original_name=upload.name or "report",
                 kind=data.get("kind") or "", actor_label=actor_label(request),
             )
@@ -286,7 +275,7 @@ class DeploymentsView(CallbackView):
         project = project_of(request, slug)
         data = validated(DeploymentInSerializer, request.data)
         try:
-            deployment, created = services.record_run_deployment(
+            deployment, created = environment_services.record_run_deployment(
                 project=project, build_number=build_number, environment=data["environment"],
                 status=data["status"], images=data.get("images") or [], started_at=data.get("started_at"),
                 finished_at=data.get("finished_at"), log=data.get("log") or "", actor_label=actor_label(request),

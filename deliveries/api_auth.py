@@ -4,6 +4,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from deliveries.models import ProjectToken
+from deliveries.services import verified_token
 
 
 class TokenUser:
@@ -35,8 +36,6 @@ class ProjectTokenAuthentication(authentication.BaseAuthentication):
         return self.authenticate_token(token.strip())
 
     def authenticate_token(self, token: str):
-        from deliveries.services import verified_token  # every callback starts here
-
         row = verified_token(token)
         if row is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked project token.")

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from deliveries import triggers
+from deliveries.audit import audit
 from deliveries.models import (
-    AuditEvent,
     GitLabHookDelivery,
     MergeRequestState,
     Project,
     Promotion,
     RunTrigger,
 )
-from deliveries.services import audit
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +234,6 @@ def issue_webhook_secret(*, project: Project, user=None, actor_label: str = "") 
     """A new webhook secret for the project (the old one stops working); returned in clear, once."""
     with transaction.atomic():
         secret = project.issue_gitlab_webhook_secret()
-        AuditEvent.objects.create(actor=user, actor_label=actor_label, project=project,
-                                  action="gitlab_webhook_secret.issued", target_type="project",
-                                  target_id=str(project.pk))
+        audit(project=project, actor=user, actor_label=actor_label, action="gitlab_webhook_secret.issued",
+              target=project, data={})
     return secret

@@ -92,8 +92,8 @@ class ProjectToken(models.Model):
 
     @classmethod
     def find(cls, token: str) -> "ProjectToken | None":
-        """The live token row matching a clear token, or None. (The API's hot path does the same in one raw
-        statement: deliveries.services.find_token.)"""
+        """The live token row matching a clear token, with its project, or None: the one token look-up (the
+        API remembers what it finds for a few seconds: deliveries.services.verified_token)."""
         prefix = cls.prefix_of(token)
         if prefix is None:
             return None

@@ -21,8 +21,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from deliveries import jenkins
+from deliveries.audit import audit as write_audit
 from deliveries.jenkins import JenkinsError
-from deliveries.models import AuditEvent, PipelineRun, Project, RunStatus, RunTrigger, Stage
+from deliveries.models import PipelineRun, Project, RunStatus, RunTrigger, Stage
 from deliveries.services import JENKINS_RESULTS, upsert_run
 
 logger = logging.getLogger(__name__)
@@ -124,15 +125,8 @@ def queue_task(function: str, run_id: int, verb: str) -> None:
 
 
 def audit(run: PipelineRun, *, user=None, action: str, data: dict) -> None:
-    AuditEvent.objects.create(
-        actor=user,
-        actor_label="" if user else "portal",
-        project_id=run.project_id,
-        action=action,
-        target_type="pipelinerun",
-        target_id=str(run.pk),
-        data=data,
-    )
+    write_audit(project_id=run.project_id, actor=user, actor_label="" if user else "portal", action=action,
+                target=run, data=data)
 
 
 # --- From the worker: talk to Jenkins ------------------------------------------------------------------

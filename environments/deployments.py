@@ -15,8 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from deliveries.audit import audit
 from deliveries.models import Artifact, PipelineRun, Project
-from deliveries.services import audit, first
+from deliveries.services import first
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
 from environments.services import STEP_LOG_CHARS, previous_success
 

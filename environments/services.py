@@ -8,20 +8,33 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from deliveries.audit import audit
 from deliveries.models import Artifact, PipelineRun, Project
-from deliveries.services import audit, first
+from deliveries.services import Changes, first, locked_run
+from deliveries.statuses import StatusOrder
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
 
-# Statuses only move forward; a finished one may be corrected by another; the portal's rollback is final.
-DEPLOYMENT_RANK = {
-    DeploymentStatus.PENDING: 0,
-    DeploymentStatus.RUNNING: 1,
-    DeploymentStatus.SUCCESS: 2,
-    DeploymentStatus.FAILED: 2,
-    DeploymentStatus.ROLLED_BACK: 3,
-}
+# The one ordering rule (deliveries.statuses), with one step more: the portal's rollback is final.
+DEPLOYMENT_ORDER = StatusOrder(
+    [DeploymentStatus.PENDING], [DeploymentStatus.RUNNING], [DeploymentStatus.SUCCESS, DeploymentStatus.FAILED],
+    [DeploymentStatus.ROLLED_BACK],
+)
 FINISHED = {DeploymentStatus.SUCCESS, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK}
 STEP_LOG_CHARS = 100_000
+
+
+def record_run_deployment(
+    *, project: Project, build_number: int, environment: Environment, status: str, images: list[dict],
+    started_at: datetime | None, finished_at: datetime | None, log: str, actor_label: str,
+) -> tuple[Deployment, bool]:
+    """Record what Jenkins deployed from the run of a build number (created if new) to an environment. Returns
+    (deployment, created); see `record_deployment`. Raises CallbackError for an impossible build number."""
+    with transaction.atomic():
+        run, _ = locked_run(project=project, build_number=build_number)
+        return record_deployment(
+            project=project, run=run, environment=environment, status=status, images=images,
+            started_at=started_at, finished_at=finished_at, log=log, actor_label=actor_label,
+        )
 
 
 def record_deployment(
@@ -126,16 +139,9 @@ def previous_success(*, project: Project, environment: Environment, before: Depl
 
 
 def merge_deployment(deployment: Deployment, *, status, started_at, finished_at, log, digests, now) -> list[str]:
-    changed: list[str] = []
-
-    def put(name, value):
-        if getattr(deployment, name) != value:
-            setattr(deployment, name, value)
-            changed.append(name)
-
-    if status and DEPLOYMENT_RANK.get(status, 2) >= DEPLOYMENT_RANK.get(deployment.status, 2) and (
-        deployment.status != DeploymentStatus.ROLLED_BACK
-    ):
+    changes = Changes(deployment)
+    put = changes.put
+    if status and DEPLOYMENT_ORDER.allows(deployment.status, status):
         put("status", status)
     if started_at and started_at < deployment.started_at:
         put("started_at", started_at)
@@ -147,4 +153,4 @@ def merge_deployment(deployment: Deployment, *, status, started_at, finished_at,
         put("step_log", log[-STEP_LOG_CHARS:])
     if digests is not None:
         put("image_digests", digests)
-    return changed
+    return list(changes)

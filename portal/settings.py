@@ -140,9 +140,6 @@ REPORT_MAX_BYTES = env.read_int(E, "REPORT_MAX_BYTES", 512 * 1024 * 1024, minimu
 # How long a process trusts an API token it has verified (0: look it up on every request). Revoking a token
 # takes up to this long to reach the other processes.
 API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
-# false: on PostgreSQL, a stage progress callback's commit does not wait for the disk (faster for a big Jenkins
-# farm; a database crash may lose the last fraction of a second of them, never half of one).
-STAGE_CALLBACKS_SYNCHRONOUS_COMMIT = env.read_bool(E, "STAGE_CALLBACKS_SYNCHRONOUS_COMMIT", True)
 
 # Generous: a Jenkins farm reports every stage of many builds with one project token.
 API_RATE_LIMIT = env.read_rate(E, "API_RATE_LIMIT", "6000/min")

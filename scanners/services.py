@@ -20,11 +20,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from deliveries.models import PipelineRun
+from deliveries.audit import audit
+from deliveries.models import PipelineRun, Project
+from deliveries.services import check_build_number, first, locked_run
 from portal.bulk import insert_rows
 from scanners import selectors
 from scanners.models import (
@@ -91,6 +93,35 @@ def receive_report(
         if queue:
             transaction.on_commit(lambda: queue_ingestion(report.pk))
     return report, True
+
+
+def upload_report(*, project: Project, build_number: int, file, original_name: str, kind: str, actor_label: str):
+    """A report uploaded to the API for the run of a build number (created if new): stored, audited, its
+    ingestion queued. Returns (report, created). Raises CallbackError for an impossible build number.
+
+    The run row is not locked while the file is hashed and stored: a report changes nothing on the run.
+    """
+    check_build_number(build_number)
+    with transaction.atomic():
+        run = first(PipelineRun.objects.filter(project=project, build_number=build_number))
+        run_created = False
+        if run is None:
+            run, run_created = locked_run(project=project, build_number=build_number)
+        try:
+            with transaction.atomic():
+                report, created = receive_report(run=run, file=file, original_name=original_name, kind=kind)
+        except IntegrityError:
+            # The same file uploaded twice at once: the other upload stored it.
+            digest, _ = hash_file(file)
+            report, created = Report.objects.get(run=run, sha256=digest), False
+        if created:
+            data = {"build_number": build_number, "file": report.original_name, "kind": report.kind,
+                    "sha256": report.sha256}
+            if run_created:
+                data["run_created"] = True
+            audit(project=project, actor_label=actor_label, action="report.received", target=report,
+                  data=data)
+    return report, created
 
 
 def queue_ingestion(report_id: int) -> None:

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger, Stage
@@ -364,15 +365,15 @@ def test_it_answers_404_for_a_stage_of_an_impossible_build_number(api):
     assert not PipelineRun.objects.exists()
 
 
-def test_it_updates_an_existing_stage_in_one_statement_on_postgresql(api, django_assert_num_queries):
-    from django.db import connection
-
+def test_it_updates_an_existing_stage_with_the_run_locked_in_a_few_statements(api, django_assert_num_queries):
     api.stage(4, {"name": "Build", "status": "running"})  # creates the run and the stage, verifies the token
-    # PostgreSQL: lock, merge, update, audit in one statement. SQLite: the merge, the update and the audit
-    # event in a savepoint (the test's own transaction stands for BEGIN and COMMIT). The token is remembered.
-    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 5):
+    # The same statements on every database: lock the run, read the stage, update it, append the audit event,
+    # in a savepoint (the test's own transaction stands for BEGIN and COMMIT). The token is remembered.
+    with django_assert_num_queries(6) as captured:
         response = api.stage(4, {"name": "Build", "status": "success"})
     assert response.status_code == 200
+    locks = connection.features.has_select_for_update  # PostgreSQL; SQLite serialises writers anyway
+    assert ("FOR UPDATE" in captured.captured_queries[1]["sql"]) == locks
     assert Stage.objects.get().status == "success"
     assert AuditEvent.objects.filter(action="stage.upserted").count() == 2
 

@@ -84,3 +84,13 @@ def test_last_use_is_recorded_at_most_once_a_minute_even_when_remembered(client,
     with mock.patch.object(timezone, "now", return_value=first_use + timedelta(minutes=2)):
         post_run(client, token, 3)
     assert ProjectToken.objects.get(pk=row.pk).last_used_at == first_use + timedelta(minutes=2)
+
+
+def test_the_api_accepts_the_tokens_the_models_one_look_up_accepts(client, shop):
+    _, token = shop
+    with mock.patch.object(ProjectToken, "find", wraps=ProjectToken.find) as find:
+        assert post_run(client, token).status_code == 201
+    find.assert_called_once_with(token)
+    services.forget_verified_tokens()
+    with mock.patch.object(ProjectToken, "find", return_value=None):  # say, a rule the model adds one day
+        assert post_run(client, token, 2).status_code == 401

@@ -1,8 +1,10 @@
 """The callback services: ordering rules, all-or-nothing writes, and racing first callbacks."""
 
+import ast
 import io
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -11,6 +13,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from deliveries import services
 from deliveries.models import Artifact, AuditEvent, PipelineRun, RunStatus, RunTrigger, Stage
 from environments.models import Deployment
+from scanners import services as scanner_services
 from scanners.models import Report
 from tests.factories import ProjectFactory, RunFactory, StageFactory
 from tests.scanners import samples
@@ -158,6 +161,17 @@ def test_a_known_stage_moves_a_queued_run_to_running_but_never_a_finished_one():
     assert PipelineRun.objects.get(pk=finished.pk).status == RunStatus.ABORTED
 
 
+def test_a_stage_that_moves_a_queued_run_to_running_gives_the_run_its_start():
+    project = ProjectFactory()
+    RunFactory(project=project, build_number=1, status=RunStatus.QUEUED, started_at=None, finished_at=None)
+    StageFactory(run=PipelineRun.objects.get(), name="Build", status="pending", started_at=None, finished_at=None)
+    stage(project, 1, status="running", started_at=T0)  # a known stage of a known run
+    assert PipelineRun.objects.values_list("status", "started_at").get() == (RunStatus.RUNNING, T0)
+    RunFactory(project=project, build_number=2, status=RunStatus.QUEUED, started_at=None, finished_at=None)
+    stage(project, 2, status="running")  # a stage the portal has not seen, without a start of its own
+    assert PipelineRun.objects.get(build_number=2).started_at is not None
+
+
 def test_a_pending_callback_leaves_a_queued_run_queued():
     project = ProjectFactory()
     RunFactory(project=project, build_number=1, status=RunStatus.QUEUED, finished_at=None)
@@ -169,19 +183,6 @@ def test_a_skipped_stage_gets_no_end_and_a_duration_does_not_invent_one():
     project = ProjectFactory()
     row, _ = stage(project, status="skipped", duration_ms=5_000)
     assert (row.status, row.started_at, row.finished_at) == ("skipped", None, None)
-
-
-@pytest.mark.parametrize(("synchronous", "commit_mode"), [(True, "on"), (False, "off")])
-def test_stage_callbacks_wait_for_the_disk_unless_told_not_to(settings, synchronous, commit_mode):
-    if connection.vendor != "postgresql":
-        pytest.skip("synchronous_commit is PostgreSQL's; SQLite commits as it is configured")
-    settings.STAGE_CALLBACKS_SYNCHRONOUS_COMMIT = synchronous
-    project = ProjectFactory()
-    stage(project, 1, status="running")  # the setting lasts as long as the transaction: here, the test's
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == commit_mode
-    assert Stage.objects.get().status == "running"
 
 
 def test_stage_statuses_only_move_forward():
@@ -222,8 +223,8 @@ def test_folding_an_early_run_into_the_portal_run_moves_everything_it_holds():
     stage(project, 21, status="success", started_at=T0, finished_at=T0 + timedelta(minutes=1))
     early = PipelineRun.objects.get(build_number=21)
     content = samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")])
-    services.upload_report(project=project, build_number=21, file=io.BytesIO(content), original_name="t.json",
-                           kind="trivy", actor_label=ACTOR)
+    scanner_services.upload_report(project=project, build_number=21, file=io.BytesIO(content),
+                                   original_name="t.json", kind="trivy", actor_label=ACTOR)
 
     run, created = services.upsert_run(project=project, build_number=21, actor_label=ACTOR,
                                        fields={"portal_run_id": portal_run.pk, "status": "success"})
@@ -241,14 +242,13 @@ def test_a_report_uploaded_twice_at_once_is_one_report():
     project = ProjectFactory()
     RunFactory(project=project, build_number=4)
     content = samples.trivy_report([samples.trivy_vulnerability("CVE-2024-0001")])
-    first, created = services.upload_report(project=project, build_number=4, file=io.BytesIO(content),
-                                            original_name="a.json", kind="", actor_label=ACTOR)
+    upload = {"project": project, "build_number": 4, "original_name": "a.json", "kind": "", "actor_label": ACTOR}
+    first, created = scanner_services.upload_report(file=io.BytesIO(content), **upload)
     # The second upload does not see the first (it looked before the first committed): the unique
     # constraint stops it, and it answers with the first one.
     with mock.patch("scanners.services.Report.objects.filter") as blind:
         blind.return_value.first.return_value = None
-        again, created_again = services.upload_report(project=project, build_number=4, file=io.BytesIO(content),
-                                                      original_name="a.json", kind="", actor_label=ACTOR)
+        again, created_again = scanner_services.upload_report(file=io.BytesIO(content), **upload)
     assert (again.pk, created_again) == (first.pk, False)
     assert Report.objects.count() == 1
 
@@ -280,6 +280,24 @@ def test_a_notification_it_cannot_understand_names_the_field(payload, field):
                                                    ("dev", "dev"), ("", "")])
 def test_it_normalises_branch_names(branch, expected):
     assert services.normalise_branch(branch) == expected
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at its top or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", ["services", "audit", "statuses"])
+def test_the_deliveries_core_builds_on_no_other_app(module):
+    # environments and scanners build on it: an import back, even inside a function, is a cycle.
+    source = Path(services.__file__).with_name(f"{module}.py")
+    assert {name for name in imported_modules(source) if name.startswith(("environments", "scanners"))} == set()
 
 
 # --- Real concurrency (SQLite file database, one connection per thread) ---------------------------

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from deliveries.models import AuditEvent, Project, ProjectToken
+from deliveries.audit import audit
+from deliveries.models import Project, ProjectToken
 
 
 class Command(BaseCommand):
@@ -24,9 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"No project with slug {slug!r} (known: {known}).")
         with transaction.atomic():
             row, token = ProjectToken.issue(project=project, name=name)
-            AuditEvent.objects.create(
-                actor_label="manage.py create_project_token", project=project, action="token.issued",
-                target_type="projecttoken", target_id=str(row.pk), data={"name": name, "prefix": row.prefix},
-            )
+            audit(project=project, actor_label="manage.py create_project_token", action="token.issued", target=row,
+                  data={"name": name, "prefix": row.prefix})
         self.stdout.write(token)
         self.stderr.write(f"Token dp_{row.prefix}… issued for {project.slug} ({name}); it will not be shown again.")
