@@ -126,6 +126,11 @@ class RunTrigger(models.TextChoices):
     JENKINS = "jenkins", "Jenkins"
 
 
+def run_label(*, build_number: int | None, pk: int) -> str:
+    """How the portal names a run everywhere: its Jenkins build number, or "run <id>" until Jenkins gives one."""
+    return f"#{build_number}" if build_number is not None else f"run {pk}"
+
+
 class PipelineRunQuerySet(models.QuerySet):
     def latest_per_branch(self):
         """The newest run of every (project, branch)."""
@@ -177,11 +182,14 @@ class PipelineRun(models.Model):
         ]
 
     def __str__(self):
-        label = f"#{self.build_number}" if self.build_number is not None else f"run {self.pk}"
-        return f"{self.project} {label} ({self.branch})"
+        return f"{self.project} {self.label} ({self.branch})"
 
     def get_absolute_url(self):
         return reverse("run-detail", args=[self.project.slug, self.pk])
+
+    @property
+    def label(self) -> str:
+        return run_label(build_number=self.build_number, pk=self.pk)
 
     @property
     def is_finished(self) -> bool:

@@ -74,7 +74,7 @@ def request_run(*, project, branch: str, commit: str = "", user, retry_of: Pipel
         if queued is not None:
             what = f"{branch} at {commit}" if commit else f"the head of {branch}"
             raise AlreadyQueued(
-                f"A run of {what} is already queued: {run_label(queued)}. It starts when Jenkins takes it; abort it"
+                f"A run of {what} is already queued: {queued.label}. It starts when Jenkins takes it; abort it"
                 " to queue another.", run=queued)
         run = PipelineRun.objects.create(
             project=project,
@@ -104,10 +104,6 @@ def close_run(*, run: PipelineRun, user, reason: str) -> None:
     if not finish_aborted(run, reason=f"Closed by {user.get_username()}: {reason}", user=user, action="run.closed"):
         run.refresh_from_db(fields=["status"])
         raise TriggerRefused(f"This run has already finished ({run.get_status_display().lower()}): nothing to close.")
-
-
-def run_label(run: PipelineRun) -> str:
-    return f"#{run.build_number}" if run.build_number is not None else f"run {run.pk}"
 
 
 def request_abort(*, run: PipelineRun, user) -> None:

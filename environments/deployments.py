@@ -20,6 +20,7 @@ from deliveries.models import Artifact, PipelineRun, Project
 from deliveries.services import first
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
 from environments.services import STEP_LOG_CHARS, previous_success
+from portal.formats import moment
 
 IN_FLIGHT = (DeploymentStatus.PENDING, DeploymentStatus.RUNNING)
 
@@ -45,7 +46,7 @@ def request_deployment(
         raise DeploymentRefused(f"{environment} has no health URL: the portal could not tell the new version works.")
     images = list(artifacts if artifacts is not None else run.artifacts.order_by("pk"))
     if not images:
-        raise DeploymentRefused(f"Run #{run.build_number} of {project} has no images to deploy.")
+        raise DeploymentRefused(f"Run {run.label} of {project} has no images to deploy.")
     undigested = [str(image) for image in images if not image.digest]
     if undigested:
         raise DeploymentRefused(f"No digest for {', '.join(undigested)}: the portal deploys images by digest only.")
@@ -58,9 +59,9 @@ def request_deployment(
             if in_flight.started_at > now - abandoned_after():
                 raise DeploymentRefused(
                     f"Deployment #{in_flight.pk} of {project} to {environment} "
-                    f"(run #{in_flight.source_run.build_number if in_flight.source_run else '?'}, "
+                    f"(run {in_flight.source_run.label if in_flight.source_run else '?'}, "
                     f"{in_flight.get_kind_display().lower()}) is {in_flight.get_status_display().lower()} since "
-                    f"{timezone.localtime(in_flight.started_at):%H:%M:%S}: wait for it to finish.")
+                    f"{moment(in_flight.started_at)}: wait for it to finish.")
             give_up(in_flight, reason="its worker stopped before it finished (no end within the task timeout); "
                                       "the next deployment recovers the host")
         deployment = Deployment.objects.create(
@@ -112,9 +113,13 @@ def claim(deployment_id: int) -> tuple[Deployment | None, bool]:
 
 def log_step(deployment: Deployment, message: str) -> None:
     """Append a line to the deployment's step log, saved at once so the page shows progress live."""
-    line = f"{timezone.localtime():%H:%M:%S} {message}\n"
-    deployment.step_log = (deployment.step_log + line)[-STEP_LOG_CHARS:]
+    append_log(deployment, f"{timezone.localtime():%H:%M:%S} {message}")
     Deployment.objects.filter(pk=deployment.pk).update(step_log=deployment.step_log)
+
+
+def append_log(deployment: Deployment, line: str) -> None:
+    # The log keeps its end: the failure, the last thing that happened, is what a reader needs.
+    deployment.step_log = (deployment.step_log + line + "\n")[-STEP_LOG_CHARS:]
 
 
 def succeed(deployment: Deployment) -> None:
@@ -128,7 +133,7 @@ def succeed(deployment: Deployment) -> None:
 def give_up(deployment: Deployment, *, reason: str) -> None:
     """Failed, and nothing was rolled back: nothing had changed on the host, or nothing ran there before."""
     with transaction.atomic():
-        deployment.step_log = (deployment.step_log + f"failed: {reason}\n")[-STEP_LOG_CHARS:]
+        append_log(deployment, f"failed: {reason}")
         finish(deployment, status=DeploymentStatus.FAILED, fields=["step_log"])
         audit(project=deployment.project, actor_label="portal", action="deployment.failed", target=deployment,
               data={"environment": deployment.environment.slug, "reason": reason})
@@ -139,7 +144,7 @@ def roll_back_automatically(deployment: Deployment, *, reason: str, restored: De
     the rollback as a deployment of its own (kind rollback), as DORA counts it."""
     now = timezone.now()
     with transaction.atomic():
-        deployment.step_log = (deployment.step_log + f"failed: {reason}\n")[-STEP_LOG_CHARS:]
+        append_log(deployment, f"failed: {reason}")
         finish(deployment, status=DeploymentStatus.ROLLED_BACK, fields=["step_log"])
         rollback = Deployment.objects.create(
             project=deployment.project, environment=deployment.environment, source_run=restored.source_run,

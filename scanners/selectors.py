@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import BooleanField, Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
-from deliveries.models import PipelineRun, Project
+from deliveries.models import PipelineRun, Project, run_label
 from scanners.models import (
     AttackScenario,
     Finding,
@@ -152,7 +152,7 @@ class TrendPoint:
 
     @property
     def label(self) -> str:
-        return f"#{self.build_number}" if self.build_number is not None else f"run {self.run_id}"
+        return run_label(build_number=self.build_number, pk=self.run_id)
 
 
 def summary_trend(run: PipelineRun, kind: str, *, counts: dict[str, str]) -> list[TrendPoint]:

@@ -29,8 +29,8 @@ def duration(value: timedelta | None) -> str:
 
 @register.filter
 def run_label(run) -> str:
-    """How every page names a run: its Jenkins build number, or "run <id>" while Jenkins has not given one."""
-    return f"#{run.build_number}" if run.build_number is not None else f"run {run.pk}"
+    """How every page names a run (deliveries.models.run_label)."""
+    return run.label
 
 
 

@@ -36,6 +36,7 @@ command -v docker-registry >/dev/null || missing="$missing docker-registry"
 if [ -n "$missing" ]; then
   say "installing$missing"
   apt-get update -qq
+  # shellcheck disable=SC2086  # one word per package
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
@@ -56,6 +57,7 @@ ulimits=$'[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"
 PASSWORD=$(cat "$DATA/registry-password")
 # Distribution takes bcrypt only; Debian's libxcrypt makes it (apache2-utils' htpasswd is not needed). The lowest
 # cost (2^4): the registry checks the password on every request, and at the default cost each check takes a second.
+# shellcheck disable=SC2016  # the bcrypt prefix, literally
 if ! grep -q '^portal:\$2b\$04\$' "$DATA/htpasswd" 2>/dev/null; then
   python3 -W ignore -c 'import crypt, sys; print("portal:" + crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))' \
     "$PASSWORD" > "$DATA/htpasswd"
@@ -96,6 +98,13 @@ fi
 engine_up() { curl -sf --max-time 5 --unix-socket "$SOCKET" http://d/_ping >/dev/null 2>&1; }
 if $registries_changed && [ -s "$STATE/podman.pid" ] && kill -0 "$(cat "$STATE/podman.pid")" 2>/dev/null; then
   kill "$(cat "$STATE/podman.pid")"; sleep 1
+fi
+# A service left running can answer its ping yet fail every container start ("write child: broken pipe", seen
+# after a long idle): when the app image is there, start one container through the API, and restart on failure.
+if engine_up && podman image exists "$REPOSITORY:v1" \
+  && ! timeout 30 podman --url "unix://$SOCKET" run --rm "$REPOSITORY:v1" /bin/sh -c true >/dev/null 2>&1; then
+  say "podman's API answers but cannot start a container: restarting it"
+  pkill -f "podman system service --time=0 unix://$SOCKET" || true; sleep 1
 fi
 if ! engine_up; then
   say "starting podman's API on unix://$SOCKET"
