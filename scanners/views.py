@@ -49,9 +49,10 @@ def report_detail(request, report_id):
 
 
 def raw_file_ready(report) -> bool:
-    """Whether the stored raw file is the one to hand out: ingestion is over, so a Trivy report's secrets are masked
-    (scanners.services.mask_stored_secrets); a failed report's file is kept as uploaded, to see why it failed."""
-    return bool(report.file) and report.status in (ReportStatus.PARSED, ReportStatus.FAILED)
+    """Whether the stored raw file may be handed out: only once parsed, when a Trivy report's secrets are masked
+    (scanners.services.mask_stored_secrets). A failed report's file is kept as uploaded, and may hold a secret in
+    clear: it stays on the server, its error says what is wrong."""
+    return bool(report.file) and report.status == ReportStatus.PARSED
 
 
 @require_GET
@@ -59,6 +60,9 @@ def raw_file_ready(report) -> bool:
 def report_download(request, report_id):
     """The raw report as stored, streamed from storage as an attachment that no browser renders."""
     report = get_object_or_404(Report, pk=report_id)
+    if report.file and report.status == ReportStatus.FAILED:
+        return HttpResponse("A report that failed to parse is not handed out: its secrets could not be masked.",
+                            status=409, content_type="text/plain; charset=utf-8")
     if report.file and not raw_file_ready(report):
         return HttpResponse("The report is still being parsed: download it once parsed (secrets are masked then).",
                             status=409, content_type="text/plain; charset=utf-8")

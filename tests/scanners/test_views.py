@@ -152,3 +152,17 @@ def test_a_hostile_report_name_cannot_break_the_download_header(client, users):
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="load_filenameevil.htmlX-Injected_1.jtl"'
     assert "X-Injected" not in response.headers
+
+
+def test_a_report_that_failed_to_parse_is_not_handed_out_its_secrets_unmasked(client, users):
+    from tests.scanners.test_services import GITHUB_TOKEN
+
+    broken = b'{"SchemaVersion": 2, "Results": [{"Target": "app", "Secrets": [{"RuleID": "github-pat", "Match": "' \
+        + GITHUB_TOKEN.encode() + b'"}]}], "ArtifactName": 7'
+    report = ingest(RunFactory(), broken, "broken.json")
+    assert report.status == "failed" and report.file
+    client.force_login(users.developer)
+    response, body = download(client, report)
+    assert response.status_code == 409 and GITHUB_TOKEN.encode() not in body
+    page = client.get(report.get_absolute_url()).content.decode()
+    assert reverse("report-download", args=[report.pk]) not in page and "not offered for download" in page
