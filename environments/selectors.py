@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
 
 from deliveries.models import PipelineRun, Project, RunStatus
-from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Environment, Tier
+from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Environment, FreezeWindow, Tier
 
 
 @dataclass
@@ -28,6 +29,17 @@ def production_run(project_id: int):
         .first()
     )
     return deployment.source_run if deployment else None
+
+
+def active_freeze(*, environment_id: int, at=None) -> FreezeWindow | None:
+    """The freeze window in force on an environment at a moment (now by default): the one rule that the portal's
+    own deploys, the deploy-permission answer and the deployment callbacks all ask."""
+    at = at or timezone.now()
+    return (
+        FreezeWindow.objects.filter(environment_id=environment_id, starts_at__lte=at, ends_at__gt=at)
+        .order_by("ends_at")
+        .first()
+    )
 
 
 def environments_with_health():

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from environments import selectors
-from environments.models import AvailabilityCheck
+from environments.models import AvailabilityCheck, FreezeWindow
 from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +73,15 @@ def test_the_board_costs_the_same_queries_for_a_long_history(environments):
     with CaptureQueriesContext(connection) as many:
         selectors.environment_board()
     assert len(many) == len(few)
+
+
+def test_it_finds_the_freeze_window_in_force(environments):
+    staging, production = environments
+    window = FreezeWindow.objects.create(environment=production, starts_at=NOW - timedelta(hours=1),
+                                         ends_at=NOW + timedelta(hours=1), reason="Black Friday")
+    FreezeWindow.objects.create(environment=production, starts_at=NOW + timedelta(days=1),
+                                ends_at=NOW + timedelta(days=2), reason="later")
+    assert selectors.active_freeze(environment_id=production.pk, at=NOW) == window
+    assert selectors.active_freeze(environment_id=production.pk, at=NOW + timedelta(hours=2)) is None
+    assert selectors.active_freeze(environment_id=production.pk, at=NOW + timedelta(hours=1)) is None
+    assert selectors.active_freeze(environment_id=staging.pk, at=NOW) is None
