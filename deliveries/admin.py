@@ -1,3 +1,6 @@
+from urllib.parse import urlsplit
+
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.template.response import TemplateResponse
@@ -20,6 +23,19 @@ from deliveries.models import (
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only the portal's services write (each change audited): the admin shows them, nothing more."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ProjectTokenInline(admin.TabularInline):
     model = ProjectToken
     extra = 0
@@ -31,8 +47,36 @@ class ProjectTokenInline(admin.TabularInline):
         return False  # tokens are made by the "issue a new API token" action, which shows them once
 
 
+def masked_url(url: str) -> str:
+    """A webhook URL's scheme and host only: its path is the secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "…"
+
+
+class ProjectAdminForm(forms.ModelForm):
+    # No Meta: the admin builds it with every field of Project. The Slack webhook URL (its path is the secret) is
+    # never rendered back, as environments' registry password: the field starts empty, and empty keeps it.
+    slack_webhook_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", widget=forms.PasswordInput(render_value=False),
+        label="Slack webhook URL", help_text="A Slack-compatible incoming webhook told of promotions. Leave empty "
+                                             "to keep the stored one.",
+    )
+    remove_slack_webhook_url = forms.BooleanField(required=False, label="Remove the Slack webhook URL")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.slack_webhook_url:
+            self.fields["slack_webhook_url"].help_text += f" Set: {masked_url(self.instance.slack_webhook_url)}"
+
+    def clean_slack_webhook_url(self):
+        if self.data.get("remove_slack_webhook_url"):
+            return ""
+        return self.cleaned_data["slack_webhook_url"] or self.instance.slack_webhook_url
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch",
                     "runs_on_push", "has_gitlab_webhook_secret"]
     search_fields = ["name", "slug", "gitlab_project_path"]
@@ -140,28 +184,43 @@ class GateConditionInline(admin.TabularInline):
 @admin.register(QualityGate)
 class QualityGateAdmin(admin.ModelAdmin):
     list_display = ["project", "is_active"]
+    list_select_related = ["project"]
     inlines = [GateConditionInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        gate = form.instance
+        audit(project=gate.project, actor=request.user, action="gate.changed", target=gate,
+              data={"active": gate.is_active, "conditions": [str(c) for c in gate.conditions.order_by("pk")],
+                    "via": "admin"})
 
 
 @admin.register(GateCondition)
-class GateConditionAdmin(admin.ModelAdmin):
+class GateConditionAdmin(ReadOnlyAdmin):
+    """Edited with their gate (audited there)."""
+
     list_display = ["gate", "metric", "comparator", "threshold", "relative_to_production"]
     list_select_related = ["gate__project"]
 
 
 @admin.register(Waiver)
-class WaiverAdmin(admin.ModelAdmin):
+class WaiverAdmin(ReadOnlyAdmin):
+    """Waivers are granted by tech leads on the project's waiver page, audited."""
+
     list_display = ["identifier", "kind", "project", "owner", "expires_at"]
     list_filter = ["kind", "project"]
     search_fields = ["identifier", "reason"]
+    list_select_related = ["project", "owner"]
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(ReadOnlyAdmin):
+    """Read-only: no one sets approved_by or the state by hand; the promotion pages and the API decide, through
+    promotions.services, which refuses the requester's own approval."""
+
     list_display = ["project", "source_run", "state", "requested_by", "approved_by", "mr_iid", "created_at"]
     list_filter = ["state", "project"]
     list_select_related = ["project", "source_run__project", "requested_by", "approved_by"]
-    raw_id_fields = ["source_run", "master_run", "production_deployment"]
 
 
 @admin.register(GitLabHookDelivery)
@@ -181,16 +240,7 @@ class GitLabHookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "actor_label", "project", "action", "target_type", "target_id"]
     list_filter = ["action", "project"]
     search_fields = ["action", "actor_label", "target_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -40,6 +40,7 @@ from deliveries.serializers import (
     stage_payload,
 )
 from environments import services as environment_services
+from promotions import services as promotion_services
 from scanners import services as scanner_services
 
 # A multipart body is the file plus a few hundred bytes of boundaries and headers.
@@ -282,6 +283,7 @@ class DeploymentsView(CallbackView):
             )
         except services.CallbackError as exc:
             raise NotFound("No such build number.") from exc
+        promotion_services.record_production_deployment(deployment=deployment)  # released, if it was the one
         return Response(deployment_payload(deployment, build_number=build_number), status=201 if created else 200)
 
 

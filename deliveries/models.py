@@ -21,6 +21,11 @@ class Project(models.Model):
     runs_on_push = models.BooleanField(
         default=False, help_text="A GitLab push to the dev or release branch starts a run (GitLab webhook)"
     )
+    # Where promotion news is posted (a Slack-compatible incoming webhook). Its path is the secret: never rendered.
+    slack_webhook_url = models.URLField(
+        max_length=500, blank=True,
+        help_text="Slack-compatible incoming webhook told of promotion requests and decisions",
+    )
     # A SHA-256 of the secret GitLab sends in X-Gitlab-Token; the secret is shown once, when the admin issues it.
     gitlab_webhook_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -284,11 +289,14 @@ class Artifact(models.Model):
 class GateMetric(models.TextChoices):
     CRITICAL_VULNERABILITIES = "critical_vulnerabilities", "Critical vulnerabilities"
     HIGH_VULNERABILITIES = "high_vulnerabilities", "High vulnerabilities"
-    NEW_CRITICAL_VULNERABILITIES = "new_critical_vulnerabilities", "New critical vulnerabilities"
+    NEW_CRITICAL_VULNERABILITIES = "new_critical_vulnerabilities", "New critical vulnerabilities vs production"
+    NEW_HIGH_VULNERABILITIES = "new_high_vulnerabilities", "New high vulnerabilities vs production"
+    FIXABLE_VULNERABILITIES = "fixable_vulnerabilities", "High or critical vulnerabilities with a fix"
     SECRETS = "secrets", "Secrets found"
     FAILED_SCENARIOS = "failed_scenarios", "Failed attack scenarios"
-    ERROR_PERCENT = "error_percent", "Load test error %"
-    P95_MS = "p95_ms", "Load test p95 (ms)"
+    ERROR_PERCENT = "error_percent", "Load test error % per label"
+    P95_MS = "p95_ms", "Load test p95 (ms) per label"
+    STAGING_AVAILABILITY = "staging_availability", "Last staging availability check passed"
 
 
 class Comparator(models.TextChoices):
@@ -353,6 +361,10 @@ class PromotionState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# A project has at most one promotion in these states: waiting for a decision, or approved and not merged yet.
+OPEN_PROMOTION_STATES = [PromotionState.REQUESTED, PromotionState.APPROVED, PromotionState.MERGING]
+
+
 class MergeRequestState(models.TextChoices):
     OPENED = "opened", "Open"
     CLOSED = "closed", "Closed"
@@ -361,7 +373,8 @@ class MergeRequestState(models.TextChoices):
 
 
 class Promotion(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="promotions")
+    # Indexed by promotion_project_created, which starts with it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="promotions", db_index=False)
     source_run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="promotions")
     state = models.CharField(max_length=16, choices=PromotionState.choices, default=PromotionState.REQUESTED)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -381,15 +394,49 @@ class Promotion(models.Model):
     production_deployment = models.ForeignKey(
         "environments.Deployment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decision_comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_gate = models.JSONField(
+        default=dict, blank=True, help_text="The frozen gate with the waivers in force at the decision"
+    )
+    state_reason = models.CharField(max_length=500, blank=True, help_text="Why it failed, or why the merge waits")
+    merge_attempts = models.PositiveSmallIntegerField(default=0)
+    next_merge_attempt_at = models.DateTimeField(null=True, blank=True)
+    merge_commit_sha = models.CharField(max_length=64, blank=True)
+    merged_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "-created_at"], name="promotion_state_created")]
+        indexes = [
+            models.Index(fields=["state", "-created_at"], name="promotion_state_created"),
+            models.Index(fields=["project", "-created_at"], name="promotion_project_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(state__in=OPEN_PROMOTION_STATES),
+                name="promotion_one_open_per_project",
+            ),
+        ]
 
     def __str__(self):
         return f"Promotion of {self.source_run} ({self.state})"
+
+    def get_absolute_url(self):
+        return reverse("promotion-detail", args=[self.project.slug, self.pk])
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_PROMOTION_STATES
+
+    @property
+    def merge_pending(self) -> bool:
+        return self.state == PromotionState.APPROVED and self.merge_attempts > 0
 
 
 class GitLabHookDelivery(models.Model):
@@ -420,7 +467,10 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=150, blank=True, help_text="Who acted when not a user: a token, Jenkins")
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    # Indexed by audit_project_created, which starts with it.
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events", db_index=False
+    )
     action = models.CharField(max_length=100)
     target_type = models.CharField(max_length=50, blank=True)
     target_id = models.CharField(max_length=50, blank=True)
@@ -428,6 +478,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="audit_project_created")]
 
     def __str__(self):
         return f"{moment(self.created_at)} {self.actor or self.actor_label} {self.action}"

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "deliveries",
     "environments",
     "scanners",
+    "promotions",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,214 @@
+"""Reads of the promotion flow: what a run proved (for the gate), whether it may be promoted, and the pages' lists."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from deliveries.models import (
+    OPEN_PROMOTION_STATES,
+    AuditEvent,
+    GateCondition,
+    PipelineRun,
+    Project,
+    Promotion,
+    PromotionState,
+    RunStatus,
+    Waiver,
+)
+from environments import selectors as environment_selectors
+from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Tier
+from promotions import gates
+from scanners import selectors as scanner_selectors
+from scanners.models import (
+    AttackScenario,
+    FindingClass,
+    LoadTestStat,
+    Report,
+    ReportKind,
+    ReportStatus,
+    ScenarioStatus,
+    Severity,
+)
+
+AVAILABILITY_STAGE = "Availability test"
+
+
+# --- the gate's inputs ------------------------------------------------------------------------------------------
+
+
+def gate_conditions(project: Project) -> list[gates.Condition]:
+    """The project's gate as the evaluator takes it; none when the gate is switched off."""
+    rows = GateCondition.objects.filter(gate__project=project, gate__is_active=True).order_by("pk")
+    return [
+        gates.Condition(row.metric, row.comparator, row.threshold, row.relative_to_production,
+                        label=row.get_metric_display())
+        for row in rows
+    ]
+
+
+def active_waivers(project: Project, *, at=None) -> list[gates.ActiveWaiver]:
+    at = at or timezone.now()
+    rows = Waiver.objects.filter(project=project, expires_at__gt=at).select_related("owner").order_by("pk")
+    return [
+        gates.ActiveWaiver(row.pk, row.kind, row.identifier, row.owner.get_username(), row.reason, row.expires_at)
+        for row in rows
+    ]
+
+
+def report_problem(run: PipelineRun, kind: str, label: str) -> str:
+    """Why a run has no parsed report of a kind: none uploaded, or only ones that failed or wait to be parsed."""
+    statuses = set(Report.objects.filter(run=run, kind=kind).values_list("status", flat=True))
+    if ReportStatus.FAILED in statuses:
+        return f"the {label} report of this run failed to parse"
+    if statuses:
+        return f"the {label} report of this run is not parsed yet"
+    return f"no {label} report in this run"
+
+
+def evidence(run: PipelineRun) -> gates.Evidence:
+    """What the run proved, compared with what production runs now. A fixed number of queries."""
+    production = environment_selectors.production_run(run.project_id)
+    parsed = set(Report.objects.filter(run=run, status=ReportStatus.PARSED).values_list("kind", flat=True))
+    found = gates.Evidence()
+    found.has_trivy = ReportKind.TRIVY in parsed
+    if found.has_trivy:
+        findings = scanner_selectors.with_production_flag(
+            scanner_selectors.run_findings(run).filter(
+                Q(finding_class=FindingClass.VULNERABILITY, severity__in=[Severity.CRITICAL, Severity.HIGH])
+                | Q(finding_class=FindingClass.SECRET)
+            ),
+            production,
+        )
+        for identifier, finding_class, severity, fixed, new in findings.order_by("identifier").values_list(
+            "identifier", "finding_class", "severity", "fixed_version", "new_vs_production"
+        ):
+            if finding_class == FindingClass.SECRET:
+                found.secrets.append(identifier)
+            else:
+                found.vulnerabilities.append(gates.Vulnerability(identifier, severity, bool(fixed),
+                                                                 None if new is None else not new))
+    else:
+        found.trivy_problem = report_problem(run, ReportKind.TRIVY, "Trivy")
+    found.has_gauntlt = ReportKind.GAUNTLT in parsed
+    if found.has_gauntlt:
+        found.failed_scenarios = list(
+            AttackScenario.objects.filter(run=run, report__status=ReportStatus.PARSED, status=ScenarioStatus.FAILED)
+            .order_by("name").values_list("name", flat=True).distinct()
+        )
+    found.has_jmeter = ReportKind.JMETER in parsed
+    if found.has_jmeter:
+        stats = LoadTestStat.objects.filter(run=run, report__status=ReportStatus.PARSED, report__kind=ReportKind.JMETER,
+                                            is_total=False).order_by("report__created_at", "report_id")
+        found.labels = {stat.label: gates.LabelFigures(stat.p95_ms, stat.error_percent) for stat in stats}
+        baseline = scanner_selectors.production_load_stats(production)
+        if baseline:
+            found.production_labels = {
+                label: gates.LabelFigures(stat.p95_ms, stat.error_percent)
+                for (label, is_total), stat in baseline.items() if not is_total
+            }
+    found.availability = staging_availability(run)
+    return found
+
+
+def staging_deployment(run: PipelineRun) -> Deployment | None:
+    """The run's latest successful deployment to staging."""
+    return (
+        Deployment.objects.filter(source_run=run, environment__tier=Tier.STAGING, status=DeploymentStatus.SUCCESS)
+        .select_related("environment").order_by("-started_at", "-id").first()
+    )
+
+
+def staging_availability(run: PipelineRun) -> tuple[bool, str] | None:
+    """The last availability check of staging since the run was deployed there (the portal's own checks), else
+    the run's own "Availability test" stage; None when neither exists."""
+    deployment = staging_deployment(run)
+    if deployment is not None:
+        check = (
+            AvailabilityCheck.objects.filter(environment_id=deployment.environment_id,
+                                             checked_at__gte=deployment.started_at)
+            .order_by("-checked_at").first()
+        )
+        if check is not None:
+            code = f" ({check.status_code})" if check.status_code else ""
+            return check.ok, f"check of {check.url}{code}" + (f": {check.error}" if check.error else "")
+    stage = run.stages.filter(name=AVAILABILITY_STAGE).first()
+    if stage is None or not stage.finished_at:
+        return None
+    return stage.status == "success", f"the run's {AVAILABILITY_STAGE} stage ended {stage.status}"
+
+
+# --- may this run be promoted? ---------------------------------------------------------------------------------
+
+
+def open_promotion(project: Project) -> Promotion | None:
+    return (
+        Promotion.objects.filter(project=project, state__in=OPEN_PROMOTION_STATES)
+        .select_related("source_run").first()
+    )
+
+
+def refusal(run: PipelineRun) -> str:
+    """Why the run cannot be requested for promotion, in words; "" when it can."""
+    project = run.project
+    if run.branch != project.dev_branch:
+        return f"Only runs of {project.dev_branch} are promoted; this run is on {run.branch}."
+    if run.status != RunStatus.SUCCESS:
+        return f"This run is {run.get_status_display().lower()}: only a green run can be promoted."
+    if not run.commit_sha:
+        return "This run has no commit sha: the portal could not merge exactly what was tested."
+    if staging_deployment(run) is None:
+        return "This run has not been deployed to staging successfully: it cannot be promoted yet."
+    if not project.gitlab_project_path:
+        return "The project has no GitLab project path (set it in the admin): no merge request can be opened."
+    current = open_promotion(project)
+    if current is not None:
+        return (f"Promotion {current.pk} of {current.source_run.label} is already {current.get_state_display().lower()}"
+                f": one open promotion per project at a time.")
+    return ""
+
+
+def candidate_run(project: Project) -> PipelineRun | None:
+    """The run the project page offers to promote: the newest green dev run deployed to staging."""
+    deployed = Deployment.objects.filter(source_run=OuterRef("pk"), environment__tier=Tier.STAGING,
+                                         status=DeploymentStatus.SUCCESS)
+    return (
+        PipelineRun.objects.filter(project=project, branch=project.dev_branch, status=RunStatus.SUCCESS)
+        .filter(Exists(deployed)).select_related("project").order_by("-created_at", "-id").first()
+    )
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+
+def project_promotions(project: Project):
+    return (
+        Promotion.objects.filter(project=project)
+        .select_related("source_run", "master_run", "requested_by", "approved_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def promotion_detail(project: Project, promotion_id: int) -> Promotion:
+    return (
+        Promotion.objects.select_related("project", "source_run", "master_run", "requested_by", "approved_by",
+                                         "production_deployment__environment")
+        .get(project=project, pk=promotion_id)
+    )
+
+
+def promotions_waiting():
+    """Promotions a tech lead has to look at, oldest first (the home page's list)."""
+    return (
+        Promotion.objects.filter(state=PromotionState.REQUESTED)
+        .select_related("project", "source_run", "requested_by")
+        .order_by("created_at")
+    )
+
+
+def project_waivers(project: Project):
+    return Waiver.objects.filter(project=project).select_related("owner").order_by("-created_at", "-id")
+
+
+def project_audit(project: Project):
+    return AuditEvent.objects.filter(project=project).select_related("actor").order_by("-created_at", "-id")
