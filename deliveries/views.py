@@ -14,6 +14,7 @@ from deliveries.models import Project, RunStatus, StageStatus
 from environments import selectors as environment_selectors
 from portal import charts
 from portal.roles import Role, has_role, role_required
+from promotions import selectors as promotion_selectors
 
 RUNS_PER_PAGE = 50
 
@@ -49,6 +50,17 @@ def project_context(request, project, *, form=None) -> dict:
         "duration_chart": duration_chart(history["durations"]),
         "deployments": environment_selectors.current_deployments(project).order_by("environment__order"),
         "run_form": form or RunPipelineForm(project=project, branches=branches),
+        **promotion_panel(project),
+    }
+
+
+def promotion_panel(project) -> dict:
+    """The project page's promotion card: the open promotion, or the run to promote and whether it may be."""
+    candidate = promotion_selectors.candidate_run(project)
+    return {
+        "open_promotion": promotion_selectors.open_promotion(project),
+        "candidate_run": candidate,
+        "candidate_refusal": promotion_selectors.refusal(candidate) if candidate else "",
     }
 
 
@@ -121,6 +133,16 @@ def run_context(request, run, *, close_form=None) -> dict:
         "can_retry": can_retry,
         "timeline": stage_timeline(stages),
         "failed_stages": [s for s in stages if s.status in (StageStatus.FAILED, StageStatus.UNSTABLE)],
+        **(run_promotion_panel(request, run) if run.is_finished else {}),
+    }
+
+
+def run_promotion_panel(request, run) -> dict:
+    """The finished run page's promotion card: its promotions, and whether it may be requested (why not)."""
+    return {
+        "can_request_promotion": has_role(request.user, Role.DEVELOPER, Role.TECHLEAD),
+        "promotion_refusal": promotion_selectors.refusal(run),
+        "run_promotions": promotion_selectors.run_promotions(run),
     }
 
 

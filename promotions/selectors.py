@@ -168,6 +168,10 @@ def refusal(run: PipelineRun) -> str:
     return ""
 
 
+def run_promotions(run: PipelineRun):
+    return Promotion.objects.filter(source_run=run).order_by("-created_at", "-id")
+
+
 def candidate_run(project: Project) -> PipelineRun | None:
     """The run the project page offers to promote: the newest green dev run deployed to staging."""
     deployed = Deployment.objects.filter(source_run=OuterRef("pk"), environment__tier=Tier.STAGING,
@@ -184,16 +188,16 @@ def candidate_run(project: Project) -> PipelineRun | None:
 def project_promotions(project: Project):
     return (
         Promotion.objects.filter(project=project)
-        .select_related("source_run", "master_run", "requested_by", "approved_by")
+        .select_related("source_run", "master_run", "requested_by", "decided_by")
         .order_by("-created_at", "-id")
     )
 
 
-def promotion_detail(project: Project, promotion_id: int) -> Promotion:
-    return (
-        Promotion.objects.select_related("project", "source_run", "master_run", "requested_by", "approved_by",
-                                         "production_deployment__environment")
-        .get(project=project, pk=promotion_id)
+def promotions_with_details():
+    """Promotions with what their page shows, in one query."""
+    return Promotion.objects.select_related(
+        "project", "source_run", "master_run", "requested_by", "approved_by", "decided_by",
+        "production_deployment__environment",
     )
 
 

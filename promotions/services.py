@@ -46,11 +46,12 @@ PORTAL = "portal"
 
 
 class PromotionRefused(Exception):
-    """An action the rules refuse; `forbidden` when it is the user who may not (403), else the state (409)."""
+    """An action the rules refuse: `forbidden` when it is the user who may not (403), `invalid` when the input is
+    wrong (400), else the state of things (409)."""
 
-    def __init__(self, reason: str, *, forbidden: bool = False):
+    def __init__(self, reason: str, *, forbidden: bool = False, invalid: bool = False):
         super().__init__(reason)
-        self.reason, self.forbidden = reason, forbidden
+        self.reason, self.forbidden, self.invalid = reason, forbidden, invalid
 
 
 def record(promotion: Promotion, *, action: str, user=None, data: dict | None = None) -> None:
@@ -106,9 +107,11 @@ def create_waiver(*, project: Project, user, kind: str, identifier: str, reason:
     if not has_role(user, Role.TECHLEAD):
         raise PromotionRefused("Only tech leads grant waivers.", forbidden=True)
     if kind not in WaiverKind.values:
-        raise PromotionRefused(f"A waiver excuses a vulnerability or a scenario, not {kind!r}.")
+        raise PromotionRefused(f"A waiver excuses a vulnerability or a scenario, not {kind!r}.", invalid=True)
+    if not identifier.strip() or not reason.strip():
+        raise PromotionRefused("A waiver names what it excuses and says why.", invalid=True)
     if expires_at <= timezone.now():
-        raise PromotionRefused("A waiver must expire in the future.")
+        raise PromotionRefused("A waiver must expire in the future.", invalid=True)
     with transaction.atomic():
         waiver = Waiver.objects.create(project=project, kind=kind, identifier=identifier.strip(), owner=user,
                                        reason=reason.strip(), expires_at=expires_at)
@@ -185,7 +188,7 @@ def approve_promotion(*, promotion: Promotion, user, comment: str = "") -> Promo
 
 def reject_promotion(*, promotion: Promotion, user, comment: str) -> Promotion:
     if not comment.strip():
-        raise PromotionRefused("Say why the promotion is rejected.")
+        raise PromotionRefused("Say why the promotion is rejected.", invalid=True)
     with transaction.atomic():
         promotion = locked(promotion)
         check_decider(promotion, user)

@@ -137,6 +137,7 @@ def create_history(project, count, start):
         deployment = DeploymentFactory(source_run=run, environment=production if run.branch == "master" else staging)
         AvailabilityCheck.objects.create(environment=deployment.environment, deployment=deployment, url="https://x",
                                          ok=number % 7 != 0, status_code=200)
+    Promotion.objects.filter(project=project, state="requested").update(state="rejected")  # one open per project
     Promotion.objects.create(project=project, source_run=run, requested_by=UserFactory(), state="requested")
     return run
 

@@ -96,7 +96,7 @@ def complete_history(requester):
                            finished_at=None, status_reason="Jenkins answered 500"))
     AvailabilityCheck.objects.create(environment=production, url="https://shop", ok=True, status_code=200)
     Promotion.objects.create(project=project, source_run=scanned, requested_by=requester)
-    gate = QualityGate.objects.create(project=project)
+    gate = QualityGate.objects.get(project=project)  # every project has one from the start (the default gate)
     GateCondition.objects.create(gate=gate, metric="critical_vulnerabilities", threshold=0)
     Waiver.objects.create(project=project, kind="vulnerability", identifier="CVE-2024-0001", owner=requester,
                           reason="Not reachable", expires_at=NOW + timedelta(days=30))
@@ -118,6 +118,9 @@ def portal_pages(project, runs, scanned, reports) -> list[str]:
     for run in (scanned, runs[-1]):  # with every report, and with none
         pages += [reverse(f"run-{view}", args=[slug, run.pk]) for view in ("security", "performance", "attacks")]
     pages += [reverse("report-detail", args=[report.pk]) for report in reports]
+    pages += [reverse(f"project-{view}", args=[slug]) for view in ("waivers", "gate", "audit")]
+    pages += [reverse("promotion-list", args=[slug])]
+    pages += [reverse("promotion-detail", args=[slug, p.pk]) for p in Promotion.objects.filter(project=project)]
     return pages
 
 

@@ -11,7 +11,14 @@ from environments.models import Tier
 from promotions import services
 from scanners import services as scanner_services
 from simulators.gitlab import SimulatedGitLab
-from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory, StageFactory
+from tests.factories import (
+    DeploymentFactory,
+    EnvironmentFactory,
+    ProjectFactory,
+    RunFactory,
+    StageFactory,
+    UserFactory,
+)
 from tests.scanners import samples
 
 TOKEN = "glpat-portal-secret-0123456789"
@@ -71,6 +78,16 @@ def world(db):
     ingest(released, "jmeter", samples.jtl_csv(load_rows({"home": 100, "cart": 200})), "prod.jtl")
     DeploymentFactory(source_run=released, environment=production)
     return world
+
+
+@pytest.fixture
+def dana(db):
+    return UserFactory(username="dana", roles=["developer"])
+
+
+@pytest.fixture
+def tom(db):
+    return UserFactory(username="tom", roles=["techlead"])
 
 
 @pytest.fixture

@@ -17,16 +17,6 @@ from tests.factories import DeploymentFactory, UserFactory
 from tests.promotions.conftest import PATH, requested
 
 
-@pytest.fixture
-def dana(db):
-    return UserFactory(username="dana", roles=["developer"])
-
-
-@pytest.fixture
-def tom(db):
-    return UserFactory(username="tom", roles=["techlead"])
-
-
 def actions(promotion) -> list[str]:
     return list(AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk))
                 .order_by("id").values_list("action", flat=True))
