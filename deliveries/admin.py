@@ -40,7 +40,7 @@ class ProjectTokenInline(admin.TabularInline):
     model = ProjectToken
     extra = 0
     fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]  # revoked by the action: audited
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
@@ -123,16 +123,25 @@ class ProjectAdmin(admin.ModelAdmin):
 class ProjectTokenAdmin(admin.ModelAdmin):
     list_display = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["project"]
-    readonly_fields = ["project", "prefix", "created_at", "last_used_at"]
+    # Revoked by the action only, which audits it; a revoked token stays (deleting it would hide who held it).
+    readonly_fields = ["project", "prefix", "created_at", "last_used_at", "revoked_at"]
     fields = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = services.revoke_tokens(queryset)
+        count = services.revoke_tokens(queryset, user=request.user)
         self.message_user(request, f"Revoked {count} token(s).")
 
 

@@ -102,11 +102,18 @@ def forget_verified_tokens(**_signal) -> None:
     VERIFIED_TOKENS.clear()
 
 
-def revoke_tokens(tokens) -> int:
-    """Revoke a queryset of tokens; returns how many were live. This process stops accepting them at once."""
-    count = tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke_tokens(tokens, *, user=None, actor_label: str = "") -> int:
+    """Revoke a queryset of tokens, each audited; returns how many were live. This process stops accepting them
+    at once."""
+    now = timezone.now()
+    with transaction.atomic():
+        live = list(tokens.filter(revoked_at__isnull=True).select_for_update())
+        ProjectToken.objects.filter(pk__in=[row.pk for row in live]).update(revoked_at=now)
+        for row in live:
+            audit(project_id=row.project_id, actor=user, actor_label=actor_label, action="token.revoked", target=row,
+                  data={"name": row.name, "prefix": row.prefix})
     forget_verified_tokens()
-    return count
+    return len(live)
 
 
 def normalise_branch(branch: str) -> str:

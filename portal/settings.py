@@ -199,6 +199,17 @@ JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
 RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 30, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
+# Email (promotion requests to tech leads, decisions to requesters): SMTP when EMAIL_HOST is set, else printed on
+# the console (the demo).
+EMAIL_HOST = E.get("EMAIL_HOST", "")
+EMAIL_PORT = env.read_int(E, "EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = E.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = E.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.read_bool(E, "EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = 10
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = E.get("DEFAULT_FROM_EMAIL", "delivery-portal@localhost")
 
 # HTTPS: on by default when SITE_URL is https (and not DEBUG). Behind a proxy that ends TLS, the proxy must tell
 # the portal the request was https: gunicorn trusts X-Forwarded-Proto from FORWARDED_ALLOW_IPS (127.0.0.1 by

@@ -44,7 +44,7 @@ DEFAULT_CONDITIONS = [
 def on_postgresql(sql):
     def run(apps, schema_editor):
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
+            schema_editor.execute(sql, params=None)  # no placeholders: the % in RAISE stays as it is
 
     return run
 
