@@ -288,7 +288,7 @@ def merge_later(promotion: Promotion, reason: str) -> Promotion:
         updated = Promotion.objects.filter(pk=promotion.pk, state=PromotionState.APPROVED,
                                            merge_attempts=promotion.merge_attempts).update(
             merge_attempts=attempts, next_merge_attempt_at=when, updated_at=timezone.now(),
-            state_reason=f"Merge pending: {reason}"[:500])
+            state_reason=reason[:500])  # the page says "merge pending" before it
         promotion.refresh_from_db()
         if updated:
             record(promotion, action="promotion.merge_pending",

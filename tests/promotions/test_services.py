@@ -212,7 +212,7 @@ def test_gitlab_down_leaves_it_approved_merge_pending_and_retried_later(gitlab_s
     with django_capture_on_commit_callbacks(execute=True):
         promotion = services.merge_promotion(promotion_id=promotion.pk)
     assert (promotion.state, promotion.merge_pending, promotion.merge_attempts) == (PromotionState.APPROVED, True, 1)
-    assert promotion.state_reason.startswith("Merge pending: GitLab failed with an internal error (503)")
+    assert promotion.state_reason.startswith("GitLab failed with an internal error (503)")
     retry = Schedule.objects.get(func="promotions.tasks.merge_promotion")
     assert (retry.args, retry.repeats, retry.next_run) == (f"({promotion.pk},)", 1, promotion.next_merge_attempt_at)
     assert promotion.next_merge_attempt_at > timezone.now() + timedelta(seconds=50)

@@ -276,3 +276,12 @@ def test_the_promotion_list_in_a_fixed_number_of_queries(client, world, dana, to
     with django_assert_num_queries(6):
         page = client.get(reverse("promotion-list", args=["shop"]))
     assert text(page).count("Rejected") == 1 and "2 promotions" in text(page)
+
+
+def test_the_promotion_page_shows_a_merge_pending_with_its_reason_and_next_attempt(client, world, dana, tom):
+    promotion = services.approve_promotion(promotion=requested(world, dana), user=tom)
+    promotion = services.merge_later(promotion, "GitLab failed with an internal error (503) when asked to merge !1.")
+    page = text(signed_in(client, dana).get(promotion.get_absolute_url()))
+    assert "Merge pending. GitLab failed with an internal error (503)" in page
+    assert "Attempt 1 failed; the next one is at 20" in page and " UTC." in page
+    assert "merge pending" in text(client.get(reverse("promotion-list", args=["shop"])))
