@@ -196,6 +196,12 @@ class QualityGateAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
     inlines = [GateConditionInline]
 
+    def has_add_permission(self, request):
+        return False  # every project has its gate from the start
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a gate gone would ask nothing of a promotion; switch it off (audited) instead
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         gate = form.instance

@@ -3,6 +3,7 @@ gate, the decision (four eyes, through the UI, the API and the admin), waivers, 
 
 from datetime import timedelta
 
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
@@ -285,3 +286,34 @@ def test_the_promotion_page_shows_a_merge_pending_with_its_reason_and_next_attem
     assert "Merge pending. GitLab failed with an internal error (503)" in page
     assert "Attempt 1 failed; the next one is at 20" in page and " UTC." in page
     assert "merge pending" in text(client.get(reverse("promotion-list", args=["shop"])))
+
+
+def test_the_api_needs_the_session_s_csrf_token_and_valid_input(world, dana, tom):
+    promotion = requested(world, dana)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(tom)
+    url = f"/api/v1/promotions/{promotion.pk}/approve/"
+    assert strict.post(url, {}, content_type="application/json").status_code == 403  # no CSRF token: a forged post
+    lax = Client()
+    lax.force_login(tom)
+    answer = lax.post(url, {"comment": ["not", "text"]}, content_type="application/json")
+    assert answer.status_code == 400 and "comment" in answer.json()
+    rejected = lax.post(f"/api/v1/promotions/{promotion.pk}/reject/", {"comment": ""}, content_type="application/json")
+    assert rejected.status_code == 400 and rejected.json()["detail"] == "Say why the promotion is rejected."
+    assert Promotion.objects.get().state == PromotionState.REQUESTED
+
+
+def test_a_gate_edited_in_the_admin_is_audited_and_cannot_be_deleted(client, world):
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    gate = world.project.quality_gate
+    signed_in(client, admin)
+    url = reverse("admin:deliveries_qualitygate_change", args=[gate.pk])
+    formset = client.get(url).context["inline_admin_formsets"][0].formset
+    data = {"project": world.project.pk, f"{formset.prefix}-TOTAL_FORMS": "0",
+            f"{formset.prefix}-INITIAL_FORMS": "0", f"{formset.prefix}-MIN_NUM_FORMS": "0",
+            f"{formset.prefix}-MAX_NUM_FORMS": "1000"}
+    assert client.post(url, data).status_code == 302
+    event = AuditEvent.objects.get(action="gate.changed")
+    assert (event.actor, event.data["active"], event.data["via"]) == (admin, False, "admin")
+    assert client.post(reverse("admin:deliveries_qualitygate_delete", args=[gate.pk]), {"post": "yes"}).status_code \
+        == 403
