@@ -351,9 +351,10 @@ def record_production_deployment(*, deployment: Deployment) -> Promotion | None:
         if promotion is None:
             return None
         promotion.state, promotion.released_at = PromotionState.RELEASED, timezone.now()
-        promotion.production_deployment = deployment
+        promotion.production_deployment, promotion.state_reason = deployment, ""
         promotion.master_run_id = promotion.master_run_id or run.pk
-        promotion.save(update_fields=["state", "released_at", "production_deployment", "master_run", "updated_at"])
+        promotion.save(update_fields=["state", "released_at", "production_deployment", "master_run", "state_reason",
+                                      "updated_at"])
         record(promotion, action="promotion.released",
                data={"deployment": deployment.pk, "run": run.pk, "commit": run.commit_sha})
     return promotion

@@ -255,3 +255,14 @@ def test_a_run_at_the_merge_commit_arriving_by_callback_releases_it_too(gitlab_s
     released = services.record_production_deployment(deployment=deployment)
     assert (released.pk, released.master_run) == (promotion.pk, from_jenkins)
 
+
+
+def test_a_master_run_the_portal_cannot_trigger_is_said_and_the_promotion_stays_merged(gitlab_server, world, dana,
+                                                                                      tom, settings):
+    promotion = approved(gitlab_server, world, dana, tom)
+    settings.JENKINS_URL = ""
+    promotion = services.merge_promotion(promotion_id=promotion.pk)
+    promotion.refresh_from_db()
+    assert (promotion.state, promotion.master_run) == (PromotionState.MERGED, None)
+    assert promotion.state_reason == ("Master run not triggered: Jenkins is not configured (JENKINS_URL is empty): "
+                                      "the portal cannot start runs.")
