@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 MERGE_ATTEMPTS = 6  # a GitLab down for longer fails the promotion, saying so: a tech lead approves again later
 MERGE_RETRY_FIRST_SECONDS = 60
 MERGE_RETRY_MAX_SECONDS = 30 * 60
-SHA_MOVED = "dev has moved since the tested run: a new run is needed."
 PORTAL = "portal"
 
 
@@ -257,9 +256,8 @@ def merge_promotion(*, promotion_id: int) -> Promotion:
         gitlab.approve_merge_request(project_path=project.gitlab_project_path, iid=promotion.mr_iid, sha=sha)
         mr = gitlab.merge_merge_request(project_path=project.gitlab_project_path, iid=promotion.mr_iid, sha=sha,
                                         message=f"{mr_title(promotion)}\n\nApproved in the delivery portal.")
-    except gitlab.ShaMismatch:
-        return fail(promotion, SHA_MOVED)
     except gitlab.GitLabError as exc:
+        # GitLab's refusal in words: dev moved since the tested run (ShaMismatch), not mergeable, refused...
         if exc.retryable:
             return merge_later(promotion, exc.reason)
         return fail(promotion, exc.reason)

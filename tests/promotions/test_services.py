@@ -189,7 +189,7 @@ def test_dev_moved_since_the_tested_run_fails_and_merges_nothing(gitlab_server, 
     gitlab_server.push(PATH, "dev")  # someone pushed after the tested run
     promotion = services.merge_promotion(promotion_id=promotion.pk)
     assert promotion.state == PromotionState.FAILED
-    assert promotion.state_reason == "dev has moved since the tested run: a new run is needed."
+    assert promotion.state_reason == "dev has moved since the tested run; a new run is needed."
     assert gitlab_server.project(PATH).branches["master"] == master_before
     assert gitlab_server.merge_request(PATH, promotion.mr_iid).state == "opened"
     assert promotion.master_run is None and not PipelineRun.objects.filter(branch="master", status="queued").exists()
