@@ -172,3 +172,12 @@ def test_the_task_queue_keeps_the_report_id_only(django_capture_on_commit_callba
     assert task.args == (report.pk,) and task.result == ReportStatus.PARSED
     assert kept_anywhere(token) == []
     assert token not in caplog.text
+
+
+def test_a_token_an_attack_printed_is_kept_nowhere_in_clear():
+    token = github_token()
+    content = samples.cucumber_report([("leaks a token", "failed", f"expected no token, got Authorization: {token}")])
+    report = ingest(content, kind="gauntlt")
+    assert report.status == ReportStatus.PARSED
+    assert "Authorization: ****" in report.scenarios.get().failure_message
+    assert kept_anywhere(token) == []
