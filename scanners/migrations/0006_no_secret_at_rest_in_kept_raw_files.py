@@ -1,11 +1,17 @@
-"""No secret at rest in clear in the raw files kept before whole-match masking: a failed report's raw file is
-dropped (it was never proven free of secrets), and a parsed report's is masked again, whatever its kind (the masking
-before looked at Trivy reports only, and kept what came before a ":" or "="). A file that cannot be masked is
-dropped too. Reports still being parsed are masked, or dropped, when their parse ends. Dropped files cannot come
-back: going backwards changes nothing.
+"""No secret at rest in clear in what was kept before whole-match masking: a failed report's raw file is dropped
+(it was never proven free of secrets), and a parsed report's is masked again, whatever its kind (the masking before
+looked at Trivy reports only, and kept what came before a ":" or "="). A file that cannot be masked is dropped too.
+Reports still being parsed are masked, or dropped, when their parse ends. A secret finding's shown match, which kept
+what came before a ":" or "=", is starred whole: the original that would tell Trivy's mask apart is gone. Dropped
+files and starred words cannot come back: going backwards changes nothing.
 """
 
+import re
+
 from django.db import migrations
+
+NON_SPACE = re.compile(r"\S")
+BATCH = 2000
 
 
 def forwards(apps, schema_editor):
@@ -17,6 +23,15 @@ def forwards(apps, schema_editor):
             continue
         services.drop_raw_file(report)
         report.save(update_fields=["file"])
+    Finding = apps.get_model("scanners", "Finding")
+    starred = []
+    for finding in Finding.objects.filter(finding_class="secret").only("pk", "detail").iterator(chunk_size=BATCH):
+        finding.detail = NON_SPACE.sub("*", finding.detail)
+        starred.append(finding)
+        if len(starred) == BATCH:
+            Finding.objects.bulk_update(starred, ["detail"])
+            starred = []
+    Finding.objects.bulk_update(starred, ["detail"])
 
 
 class Migration(migrations.Migration):

@@ -80,3 +80,13 @@ def test_it_masks_the_raw_files_kept_before_and_drops_those_of_failed_reports():
     assert not failed.file and not failed.file.storage.exists(failed_name)
     with parsing.file.open("rb") as stored:
         assert TOKEN.encode() in stored.read()  # masked, or dropped, when its parse ends
+
+
+def test_it_stars_whole_the_matches_that_secret_findings_showed_before():
+    report = services.ingest_report(report_id=services.receive_report(
+        run=RunFactory(), file=io.BytesIO(json.dumps({"SchemaVersion": 2, "Results": [{"Target": ".env", "Secrets": [
+            {"RuleID": "generic", "Match": "KEY=****"}]}]}).encode()), original_name="s.json", queue=False)[0].pk)
+    Finding.objects.filter(report=report).update(detail="s3cr3t-b3f0re: ****")  # as the old masking kept it
+
+    no_secret_at_rest.forwards(apps, None)
+    assert Finding.objects.get(report=report).detail == "*" * len("s3cr3t-b3f0re:") + " ****"
