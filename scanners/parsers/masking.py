@@ -73,7 +73,7 @@ def mask_file(path: Path | str, *, reported_at_least: int = 0) -> int:
         raise SecretsNotMasked(
             f"the parser found {reported_at_least} secrets but only {reported.count} could be located in the raw file"
         )
-    copies = sorted((secret for secret in reported.secrets if len(secret) >= MIN_COPY_BYTES), key=len, reverse=True)
+    copies = [secret for secret in reported.secrets if len(secret) >= MIN_COPY_BYTES]
     masked = 0
     descriptor = os.open(path, os.O_RDWR)
     try:
@@ -82,20 +82,30 @@ def mask_file(path: Path | str, *, reported_at_least: int = 0) -> int:
                 if value and len(value) < MIN_COPY_BYTES:
                     masked += _star(descriptor, start, end)
         for offset, window, limit in _windows(descriptor):
-            # Longest first, so that a secret holding another is starred whole; stars never match again.
-            for secret in copies:
-                position = window.find(secret, 0, limit + len(secret) - 1)
-                while position >= 0:
-                    masked += _star(descriptor, offset + position, offset + position + len(secret))
-                    position = window.find(secret, position + len(secret), limit + len(secret) - 1)
-            for token in _TOKENS:
-                for match in token.finditer(window, 0):
-                    if match.start() >= limit:
-                        break  # in the overlap: the next window holds it whole
-                    masked += _star(descriptor, offset + match.start(), offset + match.end())
+            ranges = list(_ranges_to_star(window, limit, copies))
+            if ranges:  # one write per window: a syscall per secret costs more than the search
+                edited = bytearray(window)
+                for start, end in ranges:
+                    edited[start:end] = b"*" * (end - start)
+                os.pwrite(descriptor, memoryview(edited)[: max(end for _, end in ranges)], offset)
+                masked += len(ranges)
     finally:
         os.close(descriptor)
     return masked
+
+
+def _ranges_to_star(window: bytes, limit: int, copies: list[bytes]):
+    """(start, end) in the window of every copy of a reported secret and every token that starts before limit."""
+    for secret in copies:
+        position = window.find(secret, 0, limit + len(secret) - 1)
+        while position >= 0:
+            yield position, position + len(secret)
+            position = window.find(secret, position + len(secret), limit + len(secret) - 1)
+    for token in _TOKENS:
+        for match in token.finditer(window):
+            if match.start() >= limit:
+                break  # in the overlap: the next window holds it whole
+            yield match.span()
 
 
 class ReportedSecrets:

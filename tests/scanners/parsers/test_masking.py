@@ -126,3 +126,21 @@ def test_it_refuses_more_distinct_secrets_than_it_can_search_for(tmp_path, monke
 def test_it_masks_tokens_in_text():
     assert mask_tokens(f"this is SARIF from 'scanner {TOKEN}'") == f"this is SARIF from 'scanner {'*' * len(TOKEN)}'"
     assert mask_tokens("nothing to hide") == "nothing to hide"
+
+
+def test_its_memory_stays_a_few_chunks_whatever_the_file_size(tmp_path):
+    import tracemalloc
+
+    entry = json.dumps({"RuleID": "r", "Match": f"KEY={SECRET}", "Code": {"Lines": [{"Content": f"KEY={SECRET}"}]}})
+    filler = json.dumps({"VulnerabilityID": "CVE-2024-0001", "Description": "a long description " * 40})
+    path = written(tmp_path, b'{"Secrets": [' + b",".join([entry.encode(), filler.encode() * 10] * 2_000) + b"]}")
+    window = masking.CHUNK_BYTES + masking.OVERLAP_BYTES
+    assert path.stat().st_size > 10 * window
+    tracemalloc.start()
+    try:
+        mask_file(path, reported_at_least=2_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * window, f"peak {peak:,} bytes"
+    assert SECRET.encode() not in path.read_bytes()
