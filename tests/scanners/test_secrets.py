@@ -153,12 +153,14 @@ def test_a_file_that_cannot_be_proven_clean_fails_the_report_and_is_dropped():
     assert kept_anywhere(secret) == []
 
 
-def test_an_error_never_quotes_a_token():
+def test_an_error_never_quotes_a_token(caplog):
     token = github_token()
     sarif = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": f"scanner {token}"}}, "results": []}]}
-    report = ingest(json.dumps(sarif).encode(), kind="trivy")
-    assert report.status == ReportStatus.FAILED and "this is SARIF from" in report.error
+    with caplog.at_level(logging.INFO):
+        report = ingest(json.dumps(sarif).encode(), kind="trivy")
+    assert report.status == ReportStatus.FAILED and "this is SARIF from 'scanner ****" in report.error
     assert kept_anywhere(token) == []
+    assert "this is SARIF from" in caplog.text and token not in caplog.text
 
 
 def test_the_task_queue_keeps_the_report_id_only(django_capture_on_commit_callbacks, caplog):
