@@ -138,8 +138,8 @@ class ReportedSecrets:
 
 def _reported_values(descriptor: int):
     """(start, end, value) of every reported secret in the file."""
-    for pattern in (_JSON_MATCH, _SARIF_MATCH):
-        for offset, window, limit in _windows(descriptor):
+    for offset, window, limit in _windows(descriptor):
+        for pattern in (_JSON_MATCH, _SARIF_MATCH):
             for match in pattern.finditer(window):
                 if match.start() >= limit:
                     break  # in the overlap: the next window holds it whole
