@@ -14,11 +14,12 @@ parser counted), `SecretsNotMasked` says why, and the caller must not keep the f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 
-__all__ = ["SecretsNotMasked", "mask_file", "mask_tokens"]
+__all__ = ["SecretsNotMasked", "mask_file", "mask_tokens", "mask_tokens_apart"]
 
 CHUNK_BYTES = 1024 * 1024
 MAX_SECRET_BYTES = 64 * 1024  # the longest reported secret (a Trivy Match is one line of code), in characters
@@ -59,6 +60,15 @@ class SecretsNotMasked(Exception):
 def mask_tokens(text: str) -> str:
     """text with every known token shape starred out (for what is stored or logged besides raw files)."""
     return _TOKENS_TEXT.sub(lambda match: "*" * len(match.group()), text)
+
+
+def mask_tokens_apart(text: str) -> str:
+    """text with every known token shape starred out but for a short hash of it: for text that is an identity (a
+    JMeter label), where two labels that differ by their token must stay two labels, and the same label in the
+    next run the same. Eight hex digits of a SHA-256 tell nothing of a token."""
+    return _TOKENS_TEXT.sub(
+        lambda match: "*" * len(match.group()) + f"#{hashlib.sha256(match.group().encode()).hexdigest()[:8]}", text
+    )
 
 
 def mask_file(path: Path | str, *, reported_at_least: int = 0) -> int:

@@ -139,6 +139,19 @@ def test_a_downloaded_report_of_any_kind_has_known_tokens_masked(client, users):
     body = b"".join(response.streaming_content)
     assert response.status_code == 200 and len(body) == len(content) and b"access_token=****" in body
     assert token.encode() not in body
+    assert kept_anywhere(token) == []
+
+
+def test_jmeter_labels_that_differ_by_their_token_stay_apart_in_the_database():
+    tokens = [github_token(), github_token()]
+    rows = [(1_700_000_000_000 + index, 10, f"GET /?token={token}", True) for index, token in enumerate(tokens * 2)]
+    report = ingest(samples.jtl_csv(rows), name="load.jtl")
+    assert report.status == ReportStatus.PARSED
+    labels = list(report.load_stats.filter(is_total=False).values_list("label", "samples"))
+    assert len(labels) == 2 and all(label.startswith("GET /?token=****") and samples == 2 for label, samples in labels)
+    again = ingest(samples.jtl_csv(rows[:1]), name="again.jtl")
+    assert again.load_stats.filter(is_total=False).get().label in dict(labels)  # the same label run after run
+    assert all(kept_anywhere(token) == [] for token in tokens)
 
 
 def test_a_file_that_cannot_be_proven_clean_fails_the_report_and_is_dropped():

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from scanners.parsers import masking
-from scanners.parsers.masking import SecretsNotMasked, mask_file, mask_tokens
+from scanners.parsers.masking import SecretsNotMasked, mask_file, mask_tokens, mask_tokens_apart
 
 TOKEN = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"
 SECRET = "s3cr3t-Wh1ch-N0-Pattern-Kn0ws"
@@ -144,3 +144,10 @@ def test_its_memory_stays_a_few_chunks_whatever_the_file_size(tmp_path):
         tracemalloc.stop()
     assert peak < 4 * window, f"peak {peak:,} bytes"
     assert SECRET.encode() not in path.read_bytes()
+
+
+def test_it_keeps_texts_that_differ_by_their_token_apart():
+    other = TOKEN[:-1] + "Z"
+    one, two = mask_tokens_apart(f"GET /?t={TOKEN}"), mask_tokens_apart(f"GET /?t={other}")
+    assert TOKEN not in one and other not in two and one != two
+    assert one == mask_tokens_apart(f"GET /?t={TOKEN}") and one.startswith("GET /?t=" + "*" * len(TOKEN) + "#")
