@@ -1,8 +1,9 @@
 """Writes of the scanners app: receiving raw reports and ingesting what is parsed out of them.
 
 A report is stored raw at once, then ingested by a background task in one transaction: the
-parsers (pure) run first, outside any transaction; then the rows are written all together, or
-the report is marked failed with the parser's message and nothing else is written.
+parsers (pure) run first, outside any transaction; then the secrets in the kept raw file are starred
+out; then the rows are written all together. Or the report is marked failed with the parser's message,
+nothing else is written, and its raw file is dropped: only a file proven clean is kept.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +21,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -44,7 +45,8 @@ from scanners.parsers.common import ReportParseError
 from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
-from scanners.parsers.trivy import TrivyReport, parse_trivy, redact_secrets
+from scanners.parsers.masking import SecretsNotMasked, mask_file, mask_tokens
+from scanners.parsers.trivy import TrivyReport, parse_trivy
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +161,11 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     except OSError as exc:
         return mark_failed(report, f"the stored file could not be read: {exc.strerror or exc}", kind=kind)
     except Exception as exc:  # noqa: BLE001 - a parser bug must fail this report, not leave it "parsing"
-        logger.exception("report %s: unexpected error while parsing", report_id)
-        return mark_failed(report, f"internal error while parsing ({type(exc).__name__}); the file is kept", kind=kind)
-    if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
-        mask_stored_secrets(report)
+        log_unexpected(report_id, "parsing", exc)
+        return mark_failed(report, f"internal error while parsing ({type(exc).__name__})", kind=kind)
+    unmasked = mask_stored_secrets(report, reported_at_least=reported_secrets(kind, parsed))
+    if unmasked:
+        return mark_failed(report, unmasked, kind=kind)
     return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
 
 
@@ -204,21 +207,53 @@ def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
     return report
 
 
-def mask_stored_secrets(report: Report) -> None:
-    """Replace the stored raw Trivy report with one whose secrets are masked.
+def mask_stored_secrets(report: Report, *, reported_at_least: int = 0) -> str:
+    """Star out, in the kept raw file, every secret it reveals, whatever its kind (scanners.parsers.masking).
+    Returns "" when done, else why the file could not be proven clean (the caller fails the report, which drops
+    the file).
 
     `sha256` stays the hash of the upload, so the same upload is still recognised.
     """
-    with report.file.open("rb") as stored:
-        masked = redact_secrets(stored.read())
-    if masked is None:
-        return
+    try:
+        with local_copy(report) as path:
+            if mask_file(path, reported_at_least=reported_at_least) and not stored_on_disk(report):
+                replace_stored_file(report, path)
+    except SecretsNotMasked as exc:
+        return f"the raw file could not be proven free of secrets: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever goes wrong, the file must not stay in clear
+        log_unexpected(report.pk, "masking secrets", exc)
+        return f"internal error while masking secrets ({type(exc).__name__})"
+    return ""
+
+
+def reported_secrets(kind: str, parsed) -> int:
+    """How many secrets with a match the parser found: the masking must find at least as many."""
+    if kind != ReportKind.TRIVY:
+        return 0
+    return sum(1 for item in parsed.findings if item.finding_class == FindingClass.SECRET and item.detail)
+
+
+def replace_stored_file(report: Report, path: Path) -> None:
     storage, name = report.file.storage, report.file.name
     storage.delete(name)
-    saved_as = storage.save(name, ContentFile(masked))
+    with open(path, "rb") as masked:
+        saved_as = storage.save(name, File(masked))
     if saved_as != name:
         Report.objects.filter(pk=report.pk).update(file=saved_as)
         report.file.name = saved_as
+
+
+def drop_raw_file(report: Report) -> None:
+    """Delete the kept raw file (storage first: a row left pointing at nothing is safer than a file left)."""
+    if report.file:
+        report.file.storage.delete(report.file.name)
+        report.file = ""
+
+
+def log_unexpected(report_id: int, doing: str, exc: Exception) -> None:
+    """Log where it failed, without the exception's message: it may quote the report's content."""
+    logger.error("report %s: unexpected %s while %s\n%s", report_id, type(exc).__name__, doing,
+                 "".join(traceback.format_tb(exc.__traceback__)))
 
 
 def parse(kind: str, source: Path | bytes, *, progress=None):
@@ -233,13 +268,17 @@ def parse(kind: str, source: Path | bytes, *, progress=None):
 
 
 def mark_failed(report: Report, message: str, *, kind: str = "") -> Report:
+    """Fail the report with its reason, and drop its raw file: the file of a report that failed was never proven
+    free of secrets. A failed report keeps its error, not its raw file."""
+    message = mask_tokens(message)[:5000]
+    drop_raw_file(report)
     with transaction.atomic():
         delete_parsed_rows(report)
         report.status = ReportStatus.FAILED
-        report.error = message[:5000]
+        report.error = message
         report.kind = report.kind or (kind if kind in ReportKind.values else "")
         report.summary = {}
-        report.save(update_fields=["status", "error", "kind", "summary"])
+        report.save(update_fields=["status", "error", "kind", "summary", "file"])
     logger.info("report %s failed: %s", report.pk, message)
     return report
 
@@ -249,15 +288,18 @@ def delete_parsed_rows(report: Report) -> None:
         model.objects.filter(report=report).delete()
 
 
+def stored_on_disk(report: Report) -> bool:
+    try:
+        return bool(report.file.path)
+    except NotImplementedError:
+        return False  # remote storage (S3) has no path
+
+
 @contextmanager
 def local_copy(report: Report) -> Iterator[Path]:
     """A path on local disk holding the report: the stored file itself, or a temporary copy (S3)."""
-    try:
-        local_path = report.file.path
-    except NotImplementedError:
-        local_path = None  # remote storage (S3) has no path
-    if local_path:
-        yield Path(local_path)
+    if stored_on_disk(report):
+        yield Path(report.file.path)
         return
     with tempfile.NamedTemporaryFile(suffix=".report") as copy, report.file.open("rb") as stored:
         shutil.copyfileobj(stored, copy, CHUNK_BYTES)

@@ -49,9 +49,8 @@ def report_detail(request, report_id):
 
 
 def raw_file_ready(report) -> bool:
-    """Whether the stored raw file may be handed out: only once parsed, when a Trivy report's secrets are masked
-    (scanners.services.mask_stored_secrets). A failed report's file is kept as uploaded, and may hold a secret in
-    clear: it stays on the server, its error says what is wrong."""
+    """Whether the stored raw file may be handed out: only once parsed, when its secrets are masked
+    (scanners.services.mask_stored_secrets). A failed report keeps its error, not its raw file."""
     return bool(report.file) and report.status == ReportStatus.PARSED
 
 

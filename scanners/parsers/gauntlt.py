@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all
+from scanners.parsers.masking import mask_tokens
 
 STEP_STATUSES = ("passed", "failed", "skipped", "undefined", "pending")
 MAX_MESSAGE = 10_000  # characters kept of an error message (stack traces can be huge)
@@ -356,7 +357,7 @@ def _text(item: dict, key: str, path: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ReportParseError(f"{key} must be a string, got {json_type_name(value)}", f"{path}.{key}")
-    return value
+    return mask_tokens(value)  # an attack's output may quote a token it found
 
 
 def _array(item: dict, key: str, path: str) -> list:

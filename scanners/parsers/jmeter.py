@@ -39,6 +39,7 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from defusedxml.ElementTree import DefusedXMLParser
 
 from .common import ReportParseError, Source
+from .masking import mask_tokens_apart
 
 PERCENTILE_DEFINITION = (
     "JMeter dashboard: position p(N+1)/100, linear interpolation, clamped to min/max, exact over all samples"
@@ -1249,7 +1250,7 @@ def _label_stats(
         return float(value) if available else None
 
     return LabelStats(
-        label=label,
+        label=mask_tokens_apart(label),  # a label may be a URL that holds a token
         samples=int(samples),
         errors=int(errors),
         error_percent=errors / samples * 100,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import orjson
 
 from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all
+from scanners.parsers.masking import mask_tokens
 
 __all__ = ["TrivyFinding", "TrivyReport", "looks_like_trivy", "mask_secret", "parse_trivy"]
 
@@ -105,7 +106,8 @@ _SARIF_RULE_NAMES = {
 _SARIF_CLASS_TAGS = (VULNERABILITY, MISCONFIGURATION, SECRET, LICENSE)
 _SARIF_OLD_ID = re.compile(r"\[(CRITICAL|HIGH|MEDIUM|LOW|UNKNOWN)\]\s*(.+)", re.IGNORECASE)  # contrib/sarif.tpl ids
 _MARKDOWN_LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
-_SECRET_SEPARATOR = re.compile(r"[=:]")
+# What precedes Trivy's stars: up to the first "=" or ":" within 40 characters, then spaces or a quote, then "*".
+_TRIVY_MASKED_CONTEXT = re.compile(r"([^=:]{0,39}[=:])[\s'\"]*\*")
 _NON_SPACE = re.compile(r"\S")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _JMETER_CSV_ROW = re.compile(rb"\d{10,13}[,;\t|]\d+[,;\t|]")
@@ -116,62 +118,17 @@ _JMETER_CSV_ROW = re.compile(rb"\d{10,13}[,;\t|]\d+[,;\t|]")
 
 
 def mask_secret(text: str) -> str:
-    """Keep the non-secret context (up to the first "=" or ":" within 40 chars) and star out everything else.
+    """A secret's match as the portal shows it: every character starred, except the words before Trivy's own mask.
 
-    Whatever Trivy already masked, the output never holds a character of the secret itself.
+    Trivy stars the secret it found ("export AWS_ACCESS_KEY_ID=****"): what comes before the first "=" or ":"
+    (within 40 characters) is kept only when Trivy's stars follow it, and then without any known token shape.
+    A match Trivy did not mask tells nothing of where its secret is (before the separator, "=" padding of a
+    base64 value...): it is starred whole.
     """
     text = (text or "")[:MAX_MASKED]  # masking keeps the length, so cutting first is the same and cheaper
-    separator = _SECRET_SEPARATOR.search(text, 0, 40)
-    keep = separator.end() if separator else 0
-    return text[:keep] + _NON_SPACE.sub("*", text[keep:])
-
-
-def redact_secrets(data: bytes) -> bytes | None:
-    """The report with every secret's Match and code lines masked, or None when it holds no secret.
-
-    The portal keeps raw reports; a raw report must not keep the secrets Trivy found either.
-    """
-    document = orjson.loads(data)
-    if not _redact(document):
-        return None
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2)
-
-
-def _redact(node) -> bool:
-    """Mask secrets in place anywhere in a parsed report (schema 2, k8s nesting, SARIF messages)."""
-    changed = False
-    if isinstance(node, list):
-        for item in node:
-            changed |= _redact(item)
-    elif isinstance(node, dict):
-        secrets = node.get("Secrets")
-        for secret in secrets if isinstance(secrets, list) else []:
-            if isinstance(secret, dict):
-                changed |= _mask_secret_entry(secret)
-        message = node.get("message")
-        if isinstance(message, dict) and isinstance(message.get("text"), str) and "Match:" in message["text"]:
-            message["text"] = "\n".join(
-                f"Match: {mask_secret(line[6:].strip())}" if line.startswith("Match:") else line
-                for line in message["text"].split("\n")
-            )
-            changed = True
-        for key, value in node.items():
-            if key != "Secrets" and isinstance(value, (list, dict)):
-                changed |= _redact(value)
-    return changed
-
-
-def _mask_secret_entry(secret: dict) -> bool:
-    if isinstance(secret.get("Match"), str):
-        secret["Match"] = mask_secret(secret["Match"])
-    code = secret.get("Code")
-    lines = code.get("Lines") if isinstance(code, dict) else None
-    for line in lines if isinstance(lines, list) else []:
-        if isinstance(line, dict):
-            for field in ("Content", "Highlighted"):
-                if isinstance(line.get(field), str):
-                    line[field] = mask_secret(line[field])
-    return True
+    context = _TRIVY_MASKED_CONTEXT.match(text)
+    keep = context.end() - 1 if context else 0  # up to Trivy's first star
+    return mask_tokens(text[:keep]) + _NON_SPACE.sub("*", text[keep:])
 
 
 def looks_like_trivy(head: bytes) -> bool:
