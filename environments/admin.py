@@ -62,7 +62,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     def health(self, obj):
         if obj.health_ok is None:
             return "—"
-        label = "healthy" if obj.health_ok else "failing"
+        label = selectors.health_state(obj.health_ok, obj.health_checked_at)  # stale: unknown, never healthy
         code = obj.health_code or "no answer"
         return format_html('<span title="{}">{} ({})</span>', moment(obj.health_checked_at), label, code)
 
