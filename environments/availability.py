@@ -95,6 +95,13 @@ def record_check(*, environment: Environment, project: Project | None, url: str,
         )
 
 
+def record_reported_check(*, project: Project, environment: Environment, url: str, result: Probe) -> AvailabilityCheck:
+    """A check Jenkins made (its availability stage), kept against what the project runs there now."""
+    serving = first(Deployment.objects.current_per_environment().filter(project=project, environment=environment))
+    return record_check(environment=environment, project=project, deployment=serving, url=url, result=result,
+                        source=CheckSource.JENKINS)
+
+
 def check_environment(*, environment: Environment, project: Project | None = None,
                       source: str = CheckSource.OPERATOR) -> list[AvailabilityCheck]:
     return [check(target, source=source) for target in targets(environment, project=project)]
