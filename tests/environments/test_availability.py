@@ -8,11 +8,12 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django_q.models import Schedule
 
 from environments import availability, selectors, tasks
-from environments.models import AvailabilityCheck, CheckSource
+from environments.models import AvailabilityCheck, CheckSource, validate_health_url
 from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +162,17 @@ def test_a_deployment_that_ends_is_checked_at_once(health_server):
     assert tasks.check_after_deployment(deployment.pk) == 1
     check = AvailabilityCheck.objects.get()
     assert (check.source, check.deployment, check.ok) == (CheckSource.DEPLOYMENT, deployment, True)
+
+
+@pytest.mark.parametrize("url", ["https://staging.example.com/healthz", "https://{project}.staging.example.com/healthz",
+                                 "http://127.0.0.1:8080/{project}/healthz"])
+def test_a_health_url_may_name_the_project(url):
+    validate_health_url(url)
+    environment = EnvironmentFactory.build(health_url=url)
+    assert environment.health_url_for(ProjectFactory.build(slug="shop")) == url.replace("{project}", "shop")
+
+
+@pytest.mark.parametrize("url", ["ftp://staging.example.com/", "staging", "https://{team}.example.com/"])
+def test_a_health_url_that_is_not_http_is_refused_clearly(url):
+    with pytest.raises(ValidationError, match="Enter an http or https URL; {project} may stand for"):
+        validate_health_url(url)
