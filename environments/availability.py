@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Project
 from deliveries.services import first
 from environments.models import AvailabilityCheck, CheckSource, Deployment, DeploymentStatus, Environment
+from environments.selectors import check_interval
 
 PROBE_TIMEOUT = (3.0, 5.0)  # seconds to connect, then to read: a health URL answers fast or counts as down
 ERROR_CHARS = 500
@@ -39,10 +39,6 @@ class Probe:
     status_code: int | None
     latency_ms: float | None
     error: str
-
-
-def interval() -> timedelta:
-    return timedelta(minutes=settings.AVAILABILITY_CHECK_INTERVAL_MINUTES)
 
 
 def probe(url: str) -> Probe:
@@ -119,7 +115,7 @@ def check_due(*, now: datetime | None = None) -> list[AvailabilityCheck]:
     """The schedule's pass: probe every target not checked within the interval (a little slack, so that a target
     checked one interval ago by the previous pass is due again now)."""
     now = now or timezone.now()
-    recent = set(AvailabilityCheck.objects.filter(checked_at__gt=now - interval() + timedelta(seconds=30))
+    recent = set(AvailabilityCheck.objects.filter(checked_at__gt=now - check_interval() + timedelta(seconds=30))
                  .values_list("environment_id", "project_id").distinct())
     checks = []
     for environment in Environment.objects.exclude(health_url=""):
