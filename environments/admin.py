@@ -107,8 +107,9 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 @admin.register(AvailabilityCheck)
 class AvailabilityCheckAdmin(admin.ModelAdmin):
-    list_display = ["environment", "url", "ok", "status_code", "latency_ms", "checked_at"]
-    list_filter = ["environment", "ok"]
-    list_select_related = ["environment"]
-    raw_id_fields = ["deployment"]
+    list_display = ["environment", "project", "url", "ok", "status_code", "latency_ms", "failures_in_a_row",
+                    "source", "checked_at"]
+    list_filter = ["environment", "ok", "source"]
+    list_select_related = ["environment", "project"]
+    raw_id_fields = ["deployment", "project"]
 

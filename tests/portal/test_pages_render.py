@@ -26,7 +26,7 @@ from deliveries.models import (
     StageStatus,
     Waiver,
 )
-from environments.models import AvailabilityCheck, FreezeWindow, Host
+from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
 from scanners import services
 from tests.factories import (
     ArtifactFactory,
@@ -118,6 +118,9 @@ def portal_pages(project, runs, scanned, reports) -> list[str]:
     for run in (scanned, runs[-1]):  # with every report, and with none
         pages += [reverse(f"run-{view}", args=[slug, run.pk]) for view in ("security", "performance", "attacks")]
     pages += [reverse("report-detail", args=[report.pk]) for report in reports]
+    pages += [reverse("environment-list"), *(e.get_absolute_url() for e in Environment.objects.all())]
+    deployment = Deployment.objects.filter(project=project).latest("pk")
+    pages += [deployment.get_absolute_url(), reverse("deployment-live", args=[deployment.pk])]
     return pages
 
 
