@@ -22,6 +22,8 @@ from deliveries.api_auth import ProjectTokenAuthentication
 from deliveries.serializers import (
     ArtifactInSerializer,
     ArtifactWithRunOutSerializer,
+    CheckInSerializer,
+    CheckOutSerializer,
     DeploymentInSerializer,
     DeploymentOutSerializer,
     ErrorSerializer,
@@ -34,11 +36,13 @@ from deliveries.serializers import (
     StageInSerializer,
     StageWithRunOutSerializer,
     artifact_payload,
+    check_payload,
     deployment_payload,
     report_payload,
     run_payload,
     stage_payload,
 )
+from environments import availability
 from environments import services as environment_services
 from promotions import services as promotion_services
 from scanners import services as scanner_services
@@ -285,6 +289,27 @@ class DeploymentsView(CallbackView):
             raise NotFound("No such build number.") from exc
         promotion_services.record_production_deployment(deployment=deployment)  # released, if it was the one
         return Response(deployment_payload(deployment, build_number=build_number), status=201 if created else 200)
+
+
+class ChecksView(CallbackView):
+    @extend_schema(
+        operation_id="record_check",
+        summary="Record an availability check of the project in an environment",
+        description="Jenkins' availability stage reports what it found; the check is kept with the portal's own, "
+                    "against what the project runs there now.",
+        parameters=[SLUG],
+        request=CheckInSerializer,
+        responses={201: CheckOutSerializer, **ERRORS},
+    )
+    def post(self, request, slug):
+        project = project_of(request, slug)
+        data = validated(CheckInSerializer, request.data)
+        check = availability.record_reported_check(
+            project=project, environment=data["environment"], url=data["url"],
+            result=availability.Probe(ok=data["ok"], status_code=data.get("status_code"),
+                                      latency_ms=data.get("latency_ms"), error=data.get("error") or ""),
+        )
+        return Response(check_payload(check), status=201)
 
 
 class JenkinsNotificationView(CallbackView):

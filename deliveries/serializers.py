@@ -237,6 +237,15 @@ class DeploymentInSerializer(StrictSerializer):
         return attrs
 
 
+class CheckInSerializer(StrictSerializer):
+    environment = serializers.SlugRelatedField(slug_field="slug", queryset=Environment.objects.all())
+    url = serializers.URLField(max_length=500, help_text="The URL that was probed")
+    ok = serializers.BooleanField(help_text="Whether the service was available")
+    status_code = serializers.IntegerField(min_value=100, max_value=599, required=False, allow_null=True)
+    latency_ms = serializers.FloatField(min_value=0, required=False, allow_null=True)
+    error = TruncatedCharField(keep=500, help_text="Why it was not available; cut to 500 characters")
+
+
 class NotificationScmSerializer(serializers.Serializer):
     url = serializers.CharField(required=False)
     branch = serializers.CharField(required=False, help_text="origin/dev or refs/heads/dev: recorded as dev")
@@ -346,6 +355,20 @@ class DeploymentOutSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class CheckOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    environment = serializers.SlugField()
+    url = serializers.CharField()
+    ok = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField()
+    failures_in_a_row = serializers.IntegerField(help_text="Failing checks in a row of the project there, this one "
+                                                           "included")
+    deployment = serializers.IntegerField(allow_null=True, help_text="Id of the deployment running there")
+    checked_at = serializers.DateTimeField()
+
+
 class NotificationOutSerializer(serializers.Serializer):
     run = serializers.IntegerField()
     build_number = serializers.IntegerField()
@@ -441,4 +464,19 @@ def deployment_payload(deployment, *, build_number: int) -> dict:
         "replaced": deployment.replaced_id,
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
+    }
+
+
+def check_payload(check) -> dict:
+    return {
+        "id": check.pk,
+        "environment": check.environment.slug,
+        "url": check.url,
+        "ok": check.ok,
+        "status_code": check.status_code,
+        "latency_ms": check.latency_ms,
+        "error": check.error,
+        "failures_in_a_row": check.failures_in_a_row,
+        "deployment": check.deployment_id,
+        "checked_at": iso(check.checked_at),
     }

@@ -62,7 +62,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     def health(self, obj):
         if obj.health_ok is None:
             return "—"
-        label = "healthy" if obj.health_ok else "failing"
+        label = selectors.health_state(obj.health_ok, obj.health_checked_at)  # stale: unknown, never healthy
         code = obj.health_code or "no answer"
         return format_html('<span title="{}">{} ({})</span>', moment(obj.health_checked_at), label, code)
 
@@ -107,8 +107,9 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 @admin.register(AvailabilityCheck)
 class AvailabilityCheckAdmin(admin.ModelAdmin):
-    list_display = ["environment", "url", "ok", "status_code", "latency_ms", "checked_at"]
-    list_filter = ["environment", "ok"]
-    list_select_related = ["environment"]
-    raw_id_fields = ["deployment"]
+    list_display = ["environment", "project", "url", "ok", "status_code", "latency_ms", "failures_in_a_row",
+                    "source", "checked_at"]
+    list_filter = ["environment", "ok", "source"]
+    list_select_related = ["environment", "project"]
+    raw_id_fields = ["deployment", "project"]
 

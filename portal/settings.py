@@ -197,6 +197,9 @@ JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
 # A queued or running run with no news (no start, no stage start or end) for this long is one the reconciler
 # asks Jenkins about; a build still going is asked again only after as long again.
 RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 30, minimum=1)
+# Each environment's health URL (per project where it has one per project) is probed this often; a check older
+# than twice this reads "unknown" on the board.
+AVAILABILITY_CHECK_INTERVAL_MINUTES = env.read_int(E, "AVAILABILITY_CHECK_INTERVAL_MINUTES", 5, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 # Email (promotion requests to tech leads, decisions to requesters): SMTP when EMAIL_HOST is set, else printed on

@@ -74,12 +74,13 @@ def audit_count(api) -> int:
     return AuditEvent.objects.filter(project=api.project).count()
 
 
-JSON_ENDPOINTS = ["runs/", "runs/7/stages/", "runs/7/artifacts/", "runs/7/deployments/"]
+JSON_ENDPOINTS = ["runs/", "runs/7/stages/", "runs/7/artifacts/", "runs/7/deployments/", "checks/"]
 VALID_BODIES = {
     "runs/": {"build_number": 7},
     "runs/7/stages/": {"name": "Build", "status": "running"},
     "runs/7/artifacts/": {"repository": "registry.example.com/shop/app", "tag": "abc"},
     "runs/7/deployments/": {"environment": "staging", "status": "running"},
+    "checks/": {"environment": "staging", "url": "https://staging.example.com/healthz", "ok": True},
 }
 ALL_POST_ENDPOINTS = [*JSON_ENDPOINTS, "runs/7/reports/"]
 
