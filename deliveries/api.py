@@ -114,7 +114,16 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def callback_error(exc: services.CallbackError) -> ValidationError:
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The callback contradicts what the portal knows."
+    default_code = "conflict"
+
+
+def callback_error(exc: services.CallbackError) -> APIException:
+    """400 naming the field; 409 naming each field that contradicts what the portal knows."""
+    if isinstance(exc, services.CallbackConflict):
+        return Conflict({name: [message] for name, message in exc.fields.items()})
     return ValidationError({exc.field: [exc.message]})
 
 
@@ -123,6 +132,9 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Missing, invalid or revoked token"),
     404: OpenApiResponse(ErrorSerializer, description="No such project for this token (or no such run)"),
 }
+IDENTITY_CONFLICT = OpenApiResponse(
+    description="Contradicts a finished run's branch, commit or build URL (audited; nothing changed): the body "
+                "names each field")
 BUILD_NUMBER = OpenApiParameter("build_number", int, OpenApiParameter.PATH, description="Jenkins build number")
 SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The project's slug")
 
@@ -138,7 +150,7 @@ class RunsView(CallbackView):
         summary="Create or update a run by build number",
         parameters=[SLUG],
         request=RunInSerializer,
-        responses={201: RunOutSerializer, 200: RunOutSerializer, **ERRORS},
+        responses={201: RunOutSerializer, 200: RunOutSerializer, 409: IDENTITY_CONFLICT, **ERRORS},
     )
     def post(self, request, slug):
         project = project_of(request, slug)
@@ -299,6 +311,8 @@ class JenkinsNotificationView(CallbackView):
             200: NotificationOutSerializer,
             400: OpenApiResponse(description="Malformed JSON, or no build number or phase"),
             401: ERRORS[401],
+            409: OpenApiResponse(description="About another Jenkins job than the project's (`name`), or contradicts "
+                                             "a finished run's branch, commit or build URL (audited); nothing changed"),
         },
     )
     def post(self, request):
