@@ -13,7 +13,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,6 +40,7 @@ from deliveries.serializers import (
     stage_payload,
 )
 from environments import services as environment_services
+from portal.parsers import JSONParser
 from scanners import services as scanner_services
 
 # A multipart body is the file plus a few hundred bytes of boundaries and headers.

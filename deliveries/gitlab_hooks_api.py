@@ -10,13 +10,13 @@ from django.contrib.auth.decorators import login_not_required
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deliveries import gitlab_hooks
 from deliveries.gitlab_hooks import HookError
+from portal.parsers import JSONParser
 
 OUTCOME = inline_serializer("GitLabHookOutcome", fields={
     "status": serializers.ChoiceField(choices=["triggered", "synced", "ignored", "duplicate"]),

@@ -40,6 +40,7 @@ from deliveries.models import (
     StageStatus,
 )
 from deliveries.statuses import RUN_ORDER, STAGE_ORDER
+from portal.inputs import DURATION_RANGE, MOMENT_RANGE, ascii_int, duration_in_range, moment_in_range
 
 MAX_BUILD_NUMBER = 2_147_483_647
 LOG_EXCERPT_CHARS = 10_000
@@ -488,33 +489,28 @@ class Notification:
     extra: dict = field(default_factory=dict)
 
 
-def as_int(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def parse_timestamp(value) -> datetime | None:
-    """Milliseconds since the epoch (the plugin's `long`), or an ISO 8601 string (its 1.x versions)."""
-    millis = as_int(value)
+    """Milliseconds since the epoch (the plugin's `long`), or an ISO 8601 string (its 1.x versions); None when
+    it is neither. Raises CallbackError for a moment outside portal.inputs' range."""
+    millis = ascii_int(value)
     if millis is not None:
         if millis <= 0:
             return None
         try:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+            moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
+            moment = None
+    elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             return None
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
-    return None
+        moment = moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+    else:
+        return None
+    if moment is None or not moment_in_range(moment):
+        raise CallbackError("build.timestamp", f"must be {MOMENT_RANGE}")
+    return moment
 
 
 def job_path_in_url(url) -> str | None:
@@ -562,7 +558,7 @@ def parse_notification(payload) -> Notification:
     build = payload.get("build")
     if not isinstance(build, dict):
         raise CallbackError("build", "expected an object")
-    number = as_int(build.get("number"))
+    number = ascii_int(build.get("number"))
     if number is None or not 1 <= number <= MAX_BUILD_NUMBER:
         raise CallbackError("build.number", f"expected a build number between 1 and {MAX_BUILD_NUMBER}")
     phase = build.get("phase")
@@ -570,8 +566,10 @@ def parse_notification(payload) -> Notification:
         raise CallbackError("build.phase", f"expected one of {', '.join(sorted(NOTIFICATION_PHASES))}")
     status = build.get("status")
     status = JENKINS_RESULTS.get(status.upper()) if isinstance(status, str) else None
-    duration = as_int(build.get("duration"))
-    queue_id = as_int(build.get("queue_id"))
+    duration = ascii_int(build.get("duration"))
+    if duration is not None and not duration_in_range(duration):
+        raise CallbackError("build.duration", f"must be {DURATION_RANGE}")
+    queue_id = ascii_int(build.get("queue_id"))
     build_url = text_of(build.get("full_url"), 500)
     if not build_url.startswith(("http://", "https://")):
         build_url = ""
@@ -590,7 +588,7 @@ def parse_notification(payload) -> Notification:
         build_url=build_url,
         branch=normalise_branch(text_of(scm.get("branch"), 255)),
         commit_sha=commit if all(c in "0123456789abcdefABCDEF" for c in commit) else "",
-        portal_run_id=as_int(parameters.get("PORTAL_RUN_ID")) or None,
+        portal_run_id=ascii_int(parameters.get("PORTAL_RUN_ID")) or None,
         job_paths=tuple(path for path in map(job_path_in_url, urls) if path),
     )
 
