@@ -18,6 +18,7 @@ from deliveries.models import (
     Stage,
     Waiver,
 )
+from portal.admin_lists import GarbageTolerantChangeList
 
 
 class ProjectTokenInline(admin.TabularInline):
@@ -32,7 +33,7 @@ class ProjectTokenInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch",
                     "runs_on_push", "has_gitlab_webhook_secret"]
     search_fields = ["name", "slug", "gitlab_project_path"]
@@ -76,7 +77,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectToken)
-class ProjectTokenAdmin(admin.ModelAdmin):
+class ProjectTokenAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["project"]
     readonly_fields = ["project", "prefix", "created_at", "last_used_at"]
@@ -105,7 +106,7 @@ class ArtifactInline(admin.TabularInline):
 
 
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["__str__", "project", "branch", "short_sha", "status", "trigger", "started_at", "finished_at"]
     list_filter = ["status", "trigger", "project", "branch"]
     search_fields = ["commit_sha", "commit_title", "commit_author", "build_number"]
@@ -116,7 +117,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stage)
-class StageAdmin(admin.ModelAdmin):
+class StageAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["name", "run", "order", "status", "started_at", "finished_at"]
     list_filter = ["status", "name"]
     search_fields = ["name", "log_excerpt"]
@@ -125,7 +126,7 @@ class StageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(admin.ModelAdmin):
+class ArtifactAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["repository", "tag", "digest", "run"]
     search_fields = ["repository", "tag", "digest"]
     list_select_related = ["run__project"]
@@ -138,26 +139,26 @@ class GateConditionInline(admin.TabularInline):
 
 
 @admin.register(QualityGate)
-class QualityGateAdmin(admin.ModelAdmin):
+class QualityGateAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "is_active"]
     inlines = [GateConditionInline]
 
 
 @admin.register(GateCondition)
-class GateConditionAdmin(admin.ModelAdmin):
+class GateConditionAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["gate", "metric", "comparator", "threshold", "relative_to_production"]
     list_select_related = ["gate__project"]
 
 
 @admin.register(Waiver)
-class WaiverAdmin(admin.ModelAdmin):
+class WaiverAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["identifier", "kind", "project", "owner", "expires_at"]
     list_filter = ["kind", "project"]
     search_fields = ["identifier", "reason"]
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "source_run", "state", "requested_by", "approved_by", "mr_iid", "created_at"]
     list_filter = ["state", "project"]
     list_select_related = ["project", "source_run__project", "requested_by", "approved_by"]
@@ -165,7 +166,7 @@ class PromotionAdmin(admin.ModelAdmin):
 
 
 @admin.register(GitLabHookDelivery)
-class GitLabHookDeliveryAdmin(admin.ModelAdmin):
+class GitLabHookDeliveryAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     """What GitLab delivered and what the portal did with it: written by the webhook only."""
 
     list_display = ["received_at", "project", "event", "key", "outcome"]
@@ -181,7 +182,7 @@ class GitLabHookDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["created_at", "actor", "actor_label", "project", "action", "target_type", "target_id"]
     list_filter = ["action", "project"]
     search_fields = ["action", "actor_label", "target_id"]

@@ -42,6 +42,7 @@ MIDDLEWARE = [
     # Static files with DEBUG=false and no proxy in front (gunicorn alone), compressed and cached for good.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.content_security.CachedPolicyCSPMiddleware",  # django-csp's, the site-wide header built once
+    "portal.middleware.refuse_nul_in_query_string",  # 400 rather than a 500 from PostgreSQL
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
