@@ -41,6 +41,7 @@ from deliveries.serializers import (
 )
 from environments import services as environment_services
 from portal.parsers import JSONParser
+from portal.throttles import LimitFailedAuthentication
 from scanners import services as scanner_services
 
 # A multipart body is the file plus a few hundred bytes of boundaries and headers.
@@ -133,6 +134,8 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Missing, invalid or revoked token"),
     404: OpenApiResponse(ErrorSerializer, description="No such project for this token (or no such run)"),
 }
+TOO_MANY_FAILURES = OpenApiResponse(
+    ErrorSerializer, description="Too many refused tokens from this address (API_AUTH_FAILURE_RATE): see Retry-After")
 IDENTITY_CONFLICT = OpenApiResponse(
     description="Contradicts a finished run's branch, commit or build URL (audited; nothing changed): the body "
                 "names each field")
@@ -298,7 +301,7 @@ class DeploymentsView(CallbackView):
         return Response(deployment_payload(deployment, build_number=build_number), status=201 if created else 200)
 
 
-class JenkinsNotificationView(CallbackView):
+class JenkinsNotificationView(LimitFailedAuthentication, CallbackView):
     authentication_classes = [NotificationTokenAuthentication]
     parser_classes = [JSONParser]
 
@@ -312,6 +315,7 @@ class JenkinsNotificationView(CallbackView):
             200: NotificationOutSerializer,
             400: OpenApiResponse(description="Malformed JSON, or no build number or phase"),
             401: ERRORS[401],
+            429: TOO_MANY_FAILURES,
             409: OpenApiResponse(description="About another Jenkins job than the project's (`name`), or contradicts "
                                              "a finished run's branch, commit or build URL (audited); nothing changed"),
         },

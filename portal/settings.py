@@ -144,6 +144,7 @@ API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 
 # Generous: a Jenkins farm reports every stage of many builds with one project token.
 API_RATE_LIMIT = env.read_rate(E, "API_RATE_LIMIT", "6000/min")
+API_AUTH_FAILURE_RATE = env.read_rate(E, "API_AUTH_FAILURE_RATE", "20/min")
 
 # The REST API (Jenkins callbacks): project tokens only, JSON in and out, OpenAPI schema at /api/schema/.
 REST_FRAMEWORK = {
@@ -156,7 +157,8 @@ REST_FRAMEWORK = {
     # 429 with Retry-After above API_RATE_LIMIT calls per project token (not per address: a Jenkins farm calls
     # from many agents). Counted in Django's cache: see CACHES.
     "DEFAULT_THROTTLE_CLASSES": ["portal.throttles.ProjectTokenRateThrottle"] if API_RATE_LIMIT else [],
-    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT},
+    # Refused tokens on the hooks, per client address (portal.throttles.LimitFailedAuthentication).
+    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT, "failed_authentication": API_AUTH_FAILURE_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Delivery portal API",
