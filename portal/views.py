@@ -1,4 +1,5 @@
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import BadRequest
 from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
@@ -34,7 +35,9 @@ def api_error(status: int, detail: str) -> JsonResponse:
 
 def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NAME):
     if is_api(request):
-        return api_error(400, "Bad request.")
+        # The portal's own refusals say why; Django's (SuspiciousOperation: a bad Host, a body too large) may
+        # name settings, so they do not.
+        return api_error(400, str(exception) if type(exception) is BadRequest else "Bad request.")
     return defaults.bad_request(request, exception, template_name)
 
 

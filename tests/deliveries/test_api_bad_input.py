@@ -95,8 +95,17 @@ def test_it_refuses_nul_in_any_text_field_with_400_naming_it(client, token, url,
 def test_a_token_with_nul_or_not_hex_is_refused_with_401(client, token, bad):
     client.raise_request_exception = False
     response = client.post(HOOK, data=json.dumps(notification()), content_type="application/json",
-                           QUERY_STRING="token=" + bad.replace("\x00", "%00"))
+                           HTTP_X_PORTAL_TOKEN=bad)
     assert response.status_code == 401
+    assert nothing_written()
+
+
+def test_a_nul_in_the_query_string_is_a_json_400(client, token):
+    client.raise_request_exception = False
+    response = client.post(f"{HOOK}?token=dp_1234%00678_secret", data=json.dumps(notification()),
+                           content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "NUL characters are not allowed in the query string."}
     assert nothing_written()
 
 
