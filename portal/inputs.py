@@ -15,6 +15,7 @@ import re
 from datetime import UTC, datetime
 
 ASCII_DIGITS = re.compile(r"[0-9]+")  # fullmatch, so no trailing newline slips through as `$` would allow
+ASCII_NUMBER = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
 
 EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_MOMENT = datetime(3000, 1, 1, tzinfo=UTC)
@@ -24,8 +25,8 @@ DURATION_RANGE = f"between 0 and {LONGEST_DURATION_MS} milliseconds (ten years)"
 
 
 def ascii_int(value) -> int | None:
-    """A non-negative whole number from an int or a string of ASCII digits (surrounding spaces allowed), else
-    None. Booleans are not numbers."""
+    """An int as it is, or the number a string of ASCII digits spells (surrounding spaces allowed), else None.
+    Booleans are not numbers."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -38,7 +39,7 @@ def ascii_int(value) -> int | None:
 def is_ascii_number(text: str) -> bool:
     """Whether a string holds an optionally signed ASCII integer or decimal (what a number field may be given
     as text)."""
-    return re.fullmatch(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*", text) is not None
+    return ASCII_NUMBER.fullmatch(text) is not None
 
 
 def moment_in_range(moment: datetime) -> bool:
