@@ -43,6 +43,7 @@ MIDDLEWARE = [
     # Static files with DEBUG=false and no proxy in front (gunicorn alone), compressed and cached for good.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.content_security.CachedPolicyCSPMiddleware",  # django-csp's, the site-wide header built once
+    "portal.middleware.refuse_nul_in_query_string",  # 400 rather than a 500 from PostgreSQL
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -144,19 +145,21 @@ API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 
 # Generous: a Jenkins farm reports every stage of many builds with one project token.
 API_RATE_LIMIT = env.read_rate(E, "API_RATE_LIMIT", "6000/min")
+API_AUTH_FAILURE_RATE = env.read_rate(E, "API_AUTH_FAILURE_RATE", "20/min")
 
 # The REST API (Jenkins callbacks): project tokens only, JSON in and out, OpenAPI schema at /api/schema/.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["deliveries.api_auth.ProjectTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # 429 with Retry-After above API_RATE_LIMIT calls per project token (not per address: a Jenkins farm calls
     # from many agents). Counted in Django's cache: see CACHES.
     "DEFAULT_THROTTLE_CLASSES": ["portal.throttles.ProjectTokenRateThrottle"] if API_RATE_LIMIT else [],
-    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT},
+    # Refused tokens on the hooks, per client address (portal.throttles.LimitFailedAuthentication).
+    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT, "failed_authentication": API_AUTH_FAILURE_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Delivery portal API",

@@ -61,6 +61,22 @@ class ReportTooLarge(Exception):
         super().__init__(f"the file is {size:,} bytes, over the {limit:,} bytes allowed (REPORT_MAX_BYTES)")
 
 
+STORED_NAME_BYTES = 120  # well under the 255 bytes a file name may have on most file systems
+
+
+def storage_name(run_pk: int, digest: str, original_name: str) -> str:
+    """The raw file's name in storage: its run, its hash and the uploaded name, which is cut (keeping a short
+    extension) so that the whole fits any file system: a longer name is ENAMETOOLONG."""
+    name = original_name or "report"
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or not extension.isascii() or not extension.isalnum() or len(extension) > 10:
+        stem, extension = name, ""
+    prefix = f"{run_pk}-{digest[:16]}-"
+    room = STORED_NAME_BYTES - len(prefix) - (len(extension) + 1 if extension else 0)
+    stem = stem.encode()[:room].decode(errors="ignore")  # whole characters only
+    return prefix + stem + (f".{extension}" if extension else "")
+
+
 def receive_report(
     *,
     run: PipelineRun,
@@ -90,7 +106,7 @@ def receive_report(
         return report, True
     file.seek(0)
     with transaction.atomic():
-        report.file.save(f"{run.pk}-{digest[:16]}-{report.original_name or 'report'}", File(file), save=False)
+        report.file.save(storage_name(run.pk, digest, report.original_name), File(file), save=False)
         report.save()
         if queue:
             transaction.on_commit(lambda: queue_ingestion(report.pk))
