@@ -40,7 +40,7 @@ from scanners.models import (
     ReportStatus,
     Severity,
 )
-from scanners.parsers.common import ReportParseError
+from scanners.parsers.common import ReportParseError, without_nul
 from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
@@ -161,9 +161,24 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     except Exception as exc:  # noqa: BLE001 - a parser bug must fail this report, not leave it "parsing"
         logger.exception("report %s: unexpected error while parsing", report_id)
         return mark_failed(report, f"internal error while parsing ({type(exc).__name__}); the file is kept", kind=kind)
-    if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
-        mask_stored_secrets(report)
-    return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+    # Whatever fails after the parse fails the report with the reason: it never stays "parsing".
+    try:
+        if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
+            mask_stored_secrets(report)
+    except Exception as exc:  # noqa: BLE001
+        logger.exception("report %s: the secrets in the stored file could not be masked", report_id)
+        return mark_failed(report, f"the secrets in the stored file could not be masked ({reason(exc)})", kind=kind)
+    try:
+        return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+    except Exception as exc:  # noqa: BLE001
+        logger.exception("report %s: what was parsed could not be stored", report_id)
+        return mark_failed(report, f"what was parsed could not be stored ({reason(exc)}); the file is kept", kind=kind)
+
+
+def reason(exc: Exception) -> str:
+    """An exception in a few words for the report's error: its type and the first line of its message."""
+    first_line = str(exc).strip().split("\n", 1)[0][:300]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
 def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind: str, received_at=None) -> Report:
@@ -236,7 +251,7 @@ def mark_failed(report: Report, message: str, *, kind: str = "") -> Report:
     with transaction.atomic():
         delete_parsed_rows(report)
         report.status = ReportStatus.FAILED
-        report.error = message[:5000]
+        report.error = without_nul(message)[:5000]
         report.kind = report.kind or (kind if kind in ReportKind.values else "")
         report.summary = {}
         report.save(update_fields=["status", "error", "kind", "summary"])
