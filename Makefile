@@ -37,10 +37,11 @@ run: venv var/secret_key var/admin_password var/demo_password
 	stop_background() { \
 		if [ -n "$$jenkins" ]; then kill "$$jenkins" 2>/dev/null || true; fi; \
 		for worker in $$workers; do kill -TERM -- "-$$worker" 2>/dev/null || true; done; \
-		for worker in $$workers; do \
-			for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$$worker" 2>/dev/null || break; sleep 1; done; \
-			kill -0 -- "-$$worker" 2>/dev/null && kill -KILL -- "-$$worker" 2>/dev/null || true; \
-		done; return 0; \
+		for _ in 1 2 3 4 5 6 7 8 9 10; do \
+			alive=""; for worker in $$workers; do kill -0 -- "-$$worker" 2>/dev/null && alive="$$alive $$worker"; done; \
+			workers="$$alive"; [ -n "$$workers" ] || return 0; sleep 1; \
+		done; \
+		for worker in $$workers; do kill -KILL -- "-$$worker" 2>/dev/null || true; done; return 0; \
 	}; \
 	trap 'stop_background' EXIT; trap 'exit 0' INT TERM; \
 	if [ -z "$${JENKINS_URL:-}" ]; then \
