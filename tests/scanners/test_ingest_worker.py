@@ -127,3 +127,14 @@ def test_a_cluster_killed_mid_parse_loses_no_report(broker_env):
     assert report.parse_attempts == 2 and report.error == ""
     assert Finding.objects.filter(report=report).count() == 1
     assert get_broker(Conf.CLUSTER_NAME).queue_size() == 3  # the ingestion cluster took only reports
+
+
+def test_the_ingestion_cluster_takes_its_name_and_time_limit_from_the_environment():
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "SECRET_KEY": settings.SECRET_KEY,
+                   "Q_CLUSTER_NAME": "ingest", "REPORT_PARSE_TIMEOUT_SECONDS": "900"}
+    code = ("import django; django.setup(); from django_q.conf import Conf; "
+            "print(Conf.CLUSTER_NAME, Conf.PREFIX, Conf.TIMEOUT, Conf.RETRY, Conf.LABEL)")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True,
+                           text=True, timeout=60)
+    # Its own queue, tasks signed as the rest of the portal's, and a lease longer than its time limit.
+    assert shown.stdout.split(maxsplit=4) == ["ingest", "portal", "900", "1020", "Report ingestion\n"]
