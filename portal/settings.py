@@ -174,6 +174,13 @@ SPECTACULAR_SETTINGS = {
 
 # Background work: django-q2 on the ORM broker by default, Redis when REDIS_URL is set.
 REDIS_URL = env.read_url(E, "REDIS_URL", schemes={"redis", "rediss", "unix"})
+# Reports are parsed by a cluster of their own (`Q_CLUSTER_NAME=ingest manage.py qcluster`), so that parsing never
+# waits behind other work; the other tasks and every Schedule run in the default cluster (`manage.py qcluster`).
+REPORT_INGEST_CLUSTER = "ingest"
+# How long one parse may take (the ingest cluster's task timeout); a report waiting or parsing longer is stuck, and
+# the reaper queues it again, up to REPORT_PARSE_ATTEMPTS parses in all, then fails it with the reason.
+REPORT_PARSE_TIMEOUT_SECONDS = env.read_int(E, "REPORT_PARSE_TIMEOUT_SECONDS", 600, minimum=10)
+REPORT_PARSE_ATTEMPTS = env.read_int(E, "REPORT_PARSE_ATTEMPTS", 3, minimum=1)
 Q_CLUSTER = {
     "name": "portal",
     "workers": env.read_int(E, "Q_WORKERS", 2, minimum=1),
@@ -184,6 +191,14 @@ Q_CLUSTER = {
     "catch_up": False,  # a Schedule missed while no worker ran runs once, not once per missed slot
     "label": "Background tasks",
     "sync": env.read_bool(E, "Q_SYNC", default=False),
+    # What differs in the cluster started with Q_CLUSTER_NAME=ingest (django-q2 reads it at start).
+    "ALT_CLUSTERS": {
+        REPORT_INGEST_CLUSTER: {
+            "timeout": REPORT_PARSE_TIMEOUT_SECONDS,
+            "retry": REPORT_PARSE_TIMEOUT_SECONDS + 120,
+            "label": "Report ingestion",
+        },
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

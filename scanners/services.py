@@ -17,11 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -31,6 +34,7 @@ from deliveries.services import check_build_number, first, locked_run
 from portal.bulk import insert_rows
 from scanners import selectors
 from scanners.models import (
+    STUCK_STATUSES,
     AttackScenario,
     Finding,
     FindingClass,
@@ -40,8 +44,9 @@ from scanners.models import (
     ReportKind,
     ReportStatus,
     Severity,
+    parse_timeout,
 )
-from scanners.parsers.common import ReportParseError
+from scanners.parsers.common import ReportParseError, without_nul
 from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
@@ -143,7 +148,9 @@ def upload_report(*, project: Project, build_number: int, file, original_name: s
 
 
 def queue_ingestion(report_id: int) -> None:
-    async_task("scanners.tasks.ingest_report", report_id, task_name=f"ingest report {report_id}")
+    """Queue the report's parse on the ingestion cluster, where it never waits behind other work."""
+    async_task("scanners.tasks.ingest_report", report_id, task_name=f"ingest report {report_id}",
+               cluster=settings.REPORT_INGEST_CLUSTER)
 
 
 def hash_file(file, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
@@ -159,11 +166,16 @@ def hash_file(file, *, progress: Callable[[int], None] | None = None) -> tuple[s
 
 
 def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = None) -> Report:
-    """Parse a stored report and write what it holds. Safe to run again: a parsed report is left alone,
-    and one left in `parsing` by a worker that died is parsed afresh."""
-    claimed = Report.objects.filter(
-        pk=report_id, status__in=[ReportStatus.RECEIVED, ReportStatus.PARSING]
-    ).update(status=ReportStatus.PARSING, error="")
+    """Parse a stored report and write what it holds. Safe to run again: a parsed report is left alone, one
+    another worker is parsing too, and one out of attempts (the reaper fails it); one left in `parsing` by a
+    worker that died or went over its time is parsed afresh."""
+    now = timezone.now()
+    claimed = (
+        Report.objects.filter(pk=report_id, parse_attempts__lt=settings.REPORT_PARSE_ATTEMPTS)
+        .filter(Q(status=ReportStatus.RECEIVED) | Q(status=ReportStatus.PARSING, status_changed_at__isnull=True)
+                | Q(status=ReportStatus.PARSING, status_changed_at__lt=now - parse_timeout()))
+        .update(status=ReportStatus.PARSING, error="", status_changed_at=now, parse_attempts=F("parse_attempts") + 1)
+    )
     report = Report.objects.select_related("run__project").get(pk=report_id)
     if not claimed:
         return report
@@ -182,7 +194,87 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     unmasked = mask_stored_secrets(report, reported_at_least=reported_secrets(kind, parsed))
     if unmasked:
         return mark_failed(report, unmasked, kind=kind)
-    return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+    try:
+        return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+    except Exception as exc:  # noqa: BLE001
+        log_unexpected(report_id, "storing what was parsed", exc)
+        return mark_failed(report, f"what was parsed could not be stored ({reason(exc)})", kind=kind)
+
+
+def reason(exc: Exception) -> str:
+    """An exception in a few words for the report's error: its type and the first line of its message."""
+    first_line = str(exc).strip().split("\n", 1)[0][:300]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+# --- Reports stuck waiting or parsing ---------------------------------------------------------------------------
+
+REAP_BATCH = 200  # reports handled per sweep: a sweep stays far below the task timeout
+
+
+class ParseRefused(Exception):
+    """A report that cannot be parsed again now; the message says why, for the user."""
+
+
+def stuck_reports(*, older_than=None):
+    """Reports waiting for a worker, or parsing, for longer than a parse may take: the worker died (a kill, the
+    machine) or went over its time, or the task was lost with a Redis broker's worker. The oldest first."""
+    since = timezone.now() - (older_than if older_than is not None else parse_timeout())
+    return (
+        Report.objects.filter(status__in=STUCK_STATUSES)
+        .alias(waiting_since=Coalesce("status_changed_at", "created_at"))
+        .filter(waiting_since__lt=since)
+        .order_by("waiting_since", "pk")
+    )
+
+
+def reap_stuck_reports(*, older_than=None) -> dict[str, int]:
+    """Queue the stuck reports again, or fail those that used their REPORT_PARSE_ATTEMPTS, with the reason.
+
+    Each report is locked and checked again before it is touched, so a worker finishing it meanwhile wins.
+    """
+    counts = {"queued_again": 0, "failed": 0}
+    for report_id in list(stuck_reports(older_than=older_than).values_list("pk", flat=True)[:REAP_BATCH]):
+        outcome = reap(report_id, older_than=older_than)
+        if outcome:
+            counts[outcome] += 1
+    if any(counts.values()):
+        logger.warning("Reports stuck waiting or parsing: %s", counts)
+    return counts
+
+
+def reap(report_id: int, *, older_than=None) -> str:
+    with transaction.atomic():
+        report = stuck_reports(older_than=older_than).select_for_update().filter(pk=report_id).first()
+        if report is None:
+            return ""
+        if report.parse_attempts >= settings.REPORT_PARSE_ATTEMPTS:
+            minutes = settings.REPORT_PARSE_TIMEOUT_SECONDS / 60
+            mark_failed(report, f"parsing was started {report.parse_attempts} times and never finished: the worker "
+                                f"stopped (killed, or out of memory) or went over the {minutes:g} minutes a parse may "
+                                "take")
+            return "failed"
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RECEIVED, status_changed_at=timezone.now())
+        transaction.on_commit(partial(queue_ingestion, report.pk))
+    return "queued_again"
+
+
+def request_parse_again(*, report: Report, user) -> None:
+    """Parse a failed or stuck report afresh from its raw file, with its attempts counted from zero (audited)."""
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=report.pk)
+        if not (report.status == ReportStatus.FAILED or report.is_stuck):
+            raise ParseRefused(f"Only a failed or stuck report can be parsed again; this one is "
+                               f"{report.get_status_display().lower()}.")
+        if not report.file:
+            raise ParseRefused("This report's raw file is not kept: there is nothing to parse again.")
+        previous = {"status": report.status, "error": report.error[:500], "parse_attempts": report.parse_attempts}
+        delete_parsed_rows(report)
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RECEIVED, error="", summary={},
+                                                   parse_attempts=0, status_changed_at=timezone.now())
+        audit(project_id=report.run.project_id, actor=user, action="report.parse_requested", target=report,
+              data=previous)
+        transaction.on_commit(partial(queue_ingestion, report.pk))
 
 
 def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind: str, received_at=None) -> Report:
@@ -286,7 +378,7 @@ def parse(kind: str, source: Path | bytes, *, progress=None):
 def mark_failed(report: Report, message: str, *, kind: str = "") -> Report:
     """Fail the report with its reason, and drop its raw file: the file of a report that failed was never proven
     free of secrets. A failed report keeps its error, not its raw file."""
-    message = mask_tokens(message)[:5000]
+    message = mask_tokens(without_nul(message))[:5000]
     drop_raw_file(report)
     with transaction.atomic():
         delete_parsed_rows(report)

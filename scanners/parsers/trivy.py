@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all
+from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all, without_nul
 from scanners.parsers.masking import mask_tokens
 
 __all__ = ["TrivyFinding", "TrivyReport", "looks_like_trivy", "mask_secret", "parse_trivy"]
@@ -252,10 +252,13 @@ def _text(item: dict, field: str, limit: int) -> str:
             value = str(value)
         else:
             raise _WrongType(field, "a string", value)
-    if "\x00" in value:
-        value = value.replace("\x00", "")  # PostgreSQL text cannot store NUL
-    value = value.strip()
+    value = without_nul(value).strip()
     return value[:limit] if len(value) > limit else value
+
+
+def _name(value, limit: int = MAX_TARGET) -> str:
+    """A bare string field (ArtifactName, ClusterName, imageName, a SARIF uri) as _text cleans one; "" otherwise."""
+    return without_nul(value).strip()[:limit] if type(value) is str else ""
 
 
 def _as_list(value, location: str, what: str) -> list:
@@ -474,7 +477,7 @@ def _secret(item: dict, ctx: _ResultContext) -> TrivyFinding:
         fixed_version="",
         severity=_severity(item.get("Severity")) or "UNKNOWN",
         title=_text(item, "Title", MAX_TITLE),
-        detail=mask_secret(match.strip()),
+        detail=mask_secret(without_nul(match).strip()),
         url="",
         target=ctx.target,
         pkg_path="",
@@ -520,10 +523,8 @@ _BUILDERS = {
 
 
 def _parse_schema2(document: dict, collector: _Collector) -> TrivyReport:
-    artifact_type = document.get("ArtifactType")
-    artifact_type = artifact_type if type(artifact_type) is str else ""
-    artifact_name = document.get("ArtifactName")
-    artifact_name = artifact_name.strip()[:MAX_TARGET] if type(artifact_name) is str else ""
+    artifact_type = _name(document.get("ArtifactType"), 100)
+    artifact_name = _name(document.get("ArtifactName"))
     _parse_results(_as_list(document.get("Results"), "Results", "results"), "Results", collector)
     return TrivyReport(
         format="schema2",
@@ -549,10 +550,9 @@ def _parse_k8s(document: dict, collector: _Collector) -> TrivyReport:
             prefix = "/".join(part for part in (namespace, kind, name) if part)
             results = _as_list(resource.get("Results"), f"{location}.Results", "results")
             _parse_results(results, f"{location}.Results", collector, k8s_prefix=prefix)
-    cluster = document.get("ClusterName")
     return TrivyReport(
         format="k8s",
-        artifact_name=cluster.strip()[:MAX_TARGET] if type(cluster) is str else "",
+        artifact_name=_name(document.get("ClusterName")),
         artifact_type="kubernetes",
         findings=collector.findings,
     )
@@ -621,7 +621,7 @@ def _parse_sarif(document: dict, collector: _Collector) -> TrivyReport:
                 by_id.setdefault(rule["id"], rule)
         properties = run.get("properties")
         if type(properties) is dict and type(properties.get("imageName")) is str and not artifact_name:
-            artifact_name = _strip_tag(properties["imageName"].strip()[:MAX_TARGET], "container_image")
+            artifact_name = _strip_tag(_name(properties["imageName"]), "container_image")
         results = _as_list(run.get("results"), f"{run_location}.results", "results")
         for index, result in enumerate(results):
             result_location = f"{run_location}.results[{index}]"
@@ -660,7 +660,7 @@ def _sarif_rule(result: dict, rules: list[dict], by_id: dict[str, dict]) -> tupl
     index = result.get("ruleIndex")
     by_index = rules[index] if type(index) is int and 0 <= index < len(rules) else {}
     if not rule_id:
-        rule_id = by_index.get("id") if type(by_index.get("id")) is str else ""
+        rule_id = without_nul(by_index["id"]) if type(by_index.get("id")) is str else ""
     rule = by_id.get(rule_id)
     if rule is None:
         rule = by_index if by_index.get("id") in (None, rule_id) else {}
@@ -670,7 +670,7 @@ def _sarif_rule(result: dict, rules: list[dict], by_id: dict[str, dict]) -> tupl
 def _sarif_message_fields(text: str) -> dict[str, str]:
     """The "Key: value" lines of a Trivy SARIF message (Package, Installed Version, Fixed Version, Message, ...)."""
     fields = {}
-    for line in text.replace("\x00", "").splitlines():
+    for line in without_nul(text).splitlines():
         key, sep, value = line.strip().partition(": ")
         if sep and key not in fields:
             fields[key] = value.strip()
@@ -722,8 +722,7 @@ def _sarif_location(result: dict) -> str:
         return ""
     physical = locations[0].get("physicalLocation")
     artifact = physical.get("artifactLocation") if type(physical) is dict else None
-    uri = artifact.get("uri") if type(artifact) is dict else None
-    return uri.strip()[:MAX_TARGET] if type(uri) is str else ""
+    return _name(artifact.get("uri") if type(artifact) is dict else None)
 
 
 def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:
