@@ -43,24 +43,24 @@ def test_rows_the_database_refuses_fail_the_report_with_the_reason(monkeypatch):
     report.refresh_from_db()
     assert report.status == ReportStatus.FAILED
     assert report.error == ("what was parsed could not be stored (DataError: value too long for type character "
-                            "varying(255)); the file is kept")
+                            "varying(255))")
     assert not Finding.objects.filter(report=report).exists()
-    assert report.file  # the raw file is kept
+    assert not report.file  # never proven free of secrets: a failed report keeps its error, not its raw file
 
 
 def test_a_masking_that_fails_fails_the_report_with_the_reason(monkeypatch):
-    def broken(data):
+    def broken(path, **kwargs):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(services, "redact_secrets", broken)
+    monkeypatch.setattr(services, "mask_file", broken)
     secret = {"RuleID": "github-pat", "Severity": "CRITICAL", "Title": "GitHub PAT", "Match": "token=ghp_abc"}
     content = json.dumps({"SchemaVersion": 2, "ArtifactName": "app", "Results": [
         {"Target": "app/.env", "Class": "secret", "Secrets": [secret]}]}).encode()
     report = ingest(content)
     report.refresh_from_db()
     assert report.status == ReportStatus.FAILED
-    assert "could not be masked (RecursionError: maximum recursion depth exceeded)" in report.error
-    assert not Finding.objects.filter(report=report).exists()
+    assert report.error == "internal error while masking secrets (RecursionError)"
+    assert not Finding.objects.filter(report=report).exists() and not report.file
 
 
 def trivy_with_nul_names() -> bytes:

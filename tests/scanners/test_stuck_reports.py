@@ -70,7 +70,7 @@ def test_the_reaper_leaves_alone_what_is_within_its_time():
         ReportStatus.PARSING, ReportStatus.RECEIVED]
 
 
-def test_a_report_out_of_attempts_fails_with_the_reason_and_keeps_its_file(settings):
+def test_a_report_out_of_attempts_fails_with_the_reason_and_drops_its_file(settings):
     settings.REPORT_PARSE_ATTEMPTS = 3
     report = left_parsing(received(), attempts=3)
     with mock.patch("scanners.services.async_task") as async_task:
@@ -79,8 +79,8 @@ def test_a_report_out_of_attempts_fails_with_the_reason_and_keeps_its_file(setti
     report.refresh_from_db()
     assert report.status == ReportStatus.FAILED
     assert report.error == ("parsing was started 3 times and never finished: the worker stopped (killed, or out of "
-                            "memory) or went over the 10 minutes a parse may take; the file is kept")
-    assert report.file
+                            "memory) or went over the 10 minutes a parse may take")
+    assert not report.file
 
 
 def test_a_second_task_does_not_take_a_report_another_worker_is_parsing():
