@@ -44,7 +44,7 @@ from scanners.parsers.common import ReportParseError
 from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
-from scanners.parsers.trivy import TrivyReport, parse_trivy, redact_secrets
+from scanners.parsers.trivy import TrivyReport, TrivyStream, redact_secrets, stream_trivy
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     try:
         with local_copy(report) as path:
             kind = kind or detect_kind(read_head(path), report.original_name)
-            parsed = parse(kind, path, progress=progress)
+            # A Trivy report is read while its findings are written: its errors can surface during the write.
+            return write_parsed(report_id=report_id, kind=kind, parsed=parse(kind, path, progress=progress))
     except ReportParseError as exc:
         return mark_failed(report, str(exc), kind=kind)
     except OSError as exc:
@@ -161,9 +162,6 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     except Exception as exc:  # noqa: BLE001 - a parser bug must fail this report, not leave it "parsing"
         logger.exception("report %s: unexpected error while parsing", report_id)
         return mark_failed(report, f"internal error while parsing ({type(exc).__name__}); the file is kept", kind=kind)
-    if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
-        mask_stored_secrets(report)
-    return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
 
 
 def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind: str, received_at=None) -> Report:
@@ -182,10 +180,9 @@ def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind
         status=ReportStatus.PARSING, created_at=received_at or timezone.now(),
     )
     try:
-        parsed = parse(kind, content)
+        return write_parsed(report_id=report.pk, kind=kind, parsed=parse(kind, content))
     except ReportParseError as exc:
         return mark_failed(report, str(exc), kind=kind)
-    return write_parsed(report_id=report.pk, kind=kind, parsed=parsed)
 
 
 def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
@@ -197,6 +194,8 @@ def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
         delete_parsed_rows(report)
         report.kind = kind
         report.summary = WRITERS[kind](report, parsed)
+        if kind == ReportKind.TRIVY and report.summary["by_class"][FindingClass.SECRET] and report.file:
+            mask_stored_secrets(report)  # in the transaction: if masking fails, nothing is written
         report.status = ReportStatus.PARSED
         report.error = ""
         report.parsed_at = timezone.now()
@@ -224,7 +223,7 @@ def mask_stored_secrets(report: Report) -> None:
 def parse(kind: str, source: Path | bytes, *, progress=None):
     limit = settings.REPORT_MAX_BYTES
     if kind == ReportKind.TRIVY:
-        return parse_trivy(source, max_bytes=limit)
+        return stream_trivy(source, max_bytes=limit)
     if kind == ReportKind.GAUNTLT:
         return parse_gauntlt(source, max_bytes=limit)
     if kind == ReportKind.JMETER:
@@ -273,35 +272,42 @@ def read_head(path: Path) -> bytes:
 # --- Trivy -----------------------------------------------------------------------------------------
 
 
-def write_trivy(report: Report, parsed: TrivyReport) -> dict:
-    """Write the findings, each flagged new or persisting, and count what was fixed, all against one basis:
-    `selectors.comparison_basis`. What production runs is compared when a page is read (it changes)."""
+def write_trivy(report: Report, parsed: TrivyReport | TrivyStream) -> dict:
+    """Write the findings as they are read, each flagged new or persisting, and count what was fixed, all against
+    one basis: `selectors.comparison_basis`. What production runs is compared when a page is read (it changes).
+
+    Only counts and the basis's fingerprints stay in memory, never the findings: a report of a million findings
+    goes to the database in batches while the file is read (portal.bulk.insert_rows)."""
     run = report.run
     artifact_name = parsed.artifact_name[:255]
     basis_run = selectors.comparison_basis(run, artifact_name)
     before = selectors.fingerprints_of(basis_run, artifact_name=artifact_name) if basis_run else set()
-    new_on_branch = [item.fingerprint not in before for item in parsed.findings]
-    # Parsed values are already plain and cut to the columns' sizes, so they go in without bulk_create.
-    insert_rows(
-        Finding,
-        FINDING_COLUMNS,
-        (
-            (report.pk, run.pk, artifact_name, item.target, item.finding_class, item.fingerprint, item.identifier,
-             item.package, item.installed_version, item.fixed_version, item.severity, item.title, item.detail,
-             item.url, is_new)
-            for item, is_new in zip(parsed.findings, new_on_branch, strict=True)
-        ),
-    )
-    current = {item.fingerprint for item in parsed.findings}
+    persisting: set[str] = set()
+    severities, classes = Counter(), Counter()
+
+    def rows():
+        # Parsed values are already plain and cut to the columns' sizes, so they go in without bulk_create.
+        for item in parsed.findings:
+            is_new = item.fingerprint not in before
+            if not is_new:
+                persisting.add(item.fingerprint)
+            severities[item.severity] += 1
+            classes[item.finding_class] += 1
+            yield (report.pk, run.pk, artifact_name, item.target, item.finding_class, item.fingerprint,
+                   item.identifier, item.package, item.installed_version, item.fixed_version, item.severity,
+                   item.title, item.detail, item.url, is_new)
+
+    insert_rows(Finding, FINDING_COLUMNS, rows())
+    findings = sum(classes.values())
     return {
         "format": parsed.format,
         "artifact_name": artifact_name,
-        "findings": len(parsed.findings),
-        "by_severity": count_choices(Severity.values, (item.severity for item in parsed.findings)),
-        "by_class": count_choices(FindingClass.values, (item.finding_class for item in parsed.findings)),
-        "new": sum(new_on_branch),
-        "persisting": len(new_on_branch) - sum(new_on_branch),
-        "fixed": len(before - current),
+        "findings": findings,
+        "by_severity": count_choices(Severity.values, severities),
+        "by_class": count_choices(FindingClass.values, classes),
+        "new": findings - len(persisting),
+        "persisting": len(persisting),
+        "fixed": len(before) - len(persisting),
         "compared_with_run": basis_run.pk if basis_run else None,
     }
 
