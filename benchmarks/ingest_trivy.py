@@ -147,6 +147,7 @@ def measure_twice(database_url: str) -> dict:
 def measure_large(database_url: str, path: Path, approach: str) -> dict:
     """One ingestion of the large file by one approach, in a process of its own (the parent reads its peak)."""
     os.environ["DATABASE_URL"] = database_url
+    os.environ["REPORT_MAX_BYTES"] = str(max(path.stat().st_size, 1024))  # the case is larger than the default
     setup_django()
     from deliveries.models import Project
     from scanners import services
