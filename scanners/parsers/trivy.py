@@ -300,7 +300,9 @@ class _Input:
                 handle.seek(offset)
                 yield handle
         elif self.data is not None:
-            yield io.BytesIO(memoryview(self.data)[offset:])
+            handle = io.BytesIO(self.data)  # shares the bytes, no copy
+            handle.seek(offset)
+            yield handle
         else:
             self.handle.seek(self.start + offset)
             yield self.handle

@@ -895,7 +895,7 @@ def test_it_locates_an_error_deep_in_a_large_file():
     assert error.location == "line 1"
 
 
-def test_it_reads_a_header_after_the_findings_keys_only_where_trivy_writes_it():
+def test_it_reads_the_header_in_trivys_key_order_and_in_sorted_order():
     # Sorted keys (jq -S) still put ArtifactName before Results.
     sorted_keys = orjson.dumps(orjson.loads(schema2([os_result()])), option=orjson.OPT_SORT_KEYS)
     assert parse_trivy(sorted_keys).artifact_name == "app"
