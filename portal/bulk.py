@@ -3,11 +3,16 @@
 bulk_create builds a model instance and prepares every value through the field machinery, which
 costs ~0.1 ms a row: 30,000 findings would spend seconds there. For rows whose values are already
 plain (str, int, bool, None), this writes them directly: COPY on PostgreSQL, executemany elsewhere.
+Rows are consumed as they come (COPY streams them, executemany takes batches), so a generator of a million
+rows never sits in memory.
 """
 
 from collections.abc import Iterable, Sequence
+from itertools import islice
 
 from django.db import connection
+
+BATCH_ROWS = 5000
 
 
 def insert_rows(model, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
@@ -22,4 +27,6 @@ def insert_rows(model, columns: Sequence[str], rows: Iterable[Sequence]) -> None
         else:
             placeholders = ", ".join(["%s"] * len(columns))
             sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders})"  # noqa: S608 - names from model meta
-            cursor.executemany(sql, list(rows))
+            rows = iter(rows)
+            while batch := list(islice(rows, BATCH_ROWS)):  # rows may be a generator reading a huge file
+                cursor.executemany(sql, batch)

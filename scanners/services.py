@@ -22,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -51,7 +51,7 @@ from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
 from scanners.parsers.masking import SecretsNotMasked, mask_file, mask_tokens
-from scanners.parsers.trivy import TrivyReport, parse_trivy
+from scanners.parsers.trivy import TrivyReport, TrivyStream, stream_trivy
 
 logger = logging.getLogger(__name__)
 
@@ -183,22 +183,18 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     try:
         with local_copy(report) as path:
             kind = kind or detect_kind(read_head(path), report.original_name)
-            parsed = parse(kind, path, progress=progress)
-    except ReportParseError as exc:
+            # A Trivy report is read while its findings are written: its errors can surface during the write.
+            return write_parsed(report_id=report_id, kind=kind, parsed=parse(kind, path, progress=progress))
+    except (ReportParseError, RawFileNotClean) as exc:
         return mark_failed(report, str(exc), kind=kind)
     except OSError as exc:
         return mark_failed(report, f"the stored file could not be read: {exc.strerror or exc}", kind=kind)
+    except DatabaseError as exc:  # e.g. a value the database refuses: the report fails, it never stays "parsing"
+        log_unexpected(report_id, "storing what was parsed", exc)
+        return mark_failed(report, f"what was parsed could not be stored ({reason(exc)})", kind=kind)
     except Exception as exc:  # noqa: BLE001 - a parser bug must fail this report, not leave it "parsing"
         log_unexpected(report_id, "parsing", exc)
         return mark_failed(report, f"internal error while parsing ({type(exc).__name__})", kind=kind)
-    unmasked = mask_stored_secrets(report, reported_at_least=reported_secrets(kind, parsed))
-    if unmasked:
-        return mark_failed(report, unmasked, kind=kind)
-    try:
-        return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
-    except Exception as exc:  # noqa: BLE001
-        log_unexpected(report_id, "storing what was parsed", exc)
-        return mark_failed(report, f"what was parsed could not be stored ({reason(exc)})", kind=kind)
 
 
 def reason(exc: Exception) -> str:
@@ -293,10 +289,9 @@ def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind
         status=ReportStatus.PARSING, created_at=received_at or timezone.now(),
     )
     try:
-        parsed = parse(kind, content)
+        return write_parsed(report_id=report.pk, kind=kind, parsed=parse(kind, content))
     except ReportParseError as exc:
         return mark_failed(report, str(exc), kind=kind)
-    return write_parsed(report_id=report.pk, kind=kind, parsed=parsed)
 
 
 def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
@@ -308,6 +303,10 @@ def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
         delete_parsed_rows(report)
         report.kind = kind
         report.summary = WRITERS[kind](report, parsed)
+        if report.file:  # in the transaction: a file that cannot be proven clean fails the report, nothing written
+            unmasked = mask_stored_secrets(report, reported_at_least=reported_secrets(report))
+            if unmasked:
+                raise RawFileNotClean(unmasked)
         report.status = ReportStatus.PARSED
         report.error = ""
         report.parsed_at = timezone.now()
@@ -334,11 +333,15 @@ def mask_stored_secrets(report: Report, *, reported_at_least: int = 0) -> str:
     return ""
 
 
-def reported_secrets(kind: str, parsed) -> int:
-    """How many secrets with a match the parser found: the masking must find at least as many."""
-    if kind != ReportKind.TRIVY:
+class RawFileNotClean(Exception):
+    """The kept raw file could not be proven free of secrets; the message says why."""
+
+
+def reported_secrets(report: Report) -> int:
+    """How many secrets with a match the report's parse wrote: the masking must find at least as many."""
+    if report.kind != ReportKind.TRIVY:
         return 0
-    return sum(1 for item in parsed.findings if item.finding_class == FindingClass.SECRET and item.detail)
+    return Finding.objects.filter(report=report, finding_class=FindingClass.SECRET).exclude(detail="").count()
 
 
 def replace_stored_file(report: Report, path: Path) -> None:
@@ -367,7 +370,7 @@ def log_unexpected(report_id: int, doing: str, exc: Exception) -> None:
 def parse(kind: str, source: Path | bytes, *, progress=None):
     limit = settings.REPORT_MAX_BYTES
     if kind == ReportKind.TRIVY:
-        return parse_trivy(source, max_bytes=limit)
+        return stream_trivy(source, max_bytes=limit)
     if kind == ReportKind.GAUNTLT:
         return parse_gauntlt(source, max_bytes=limit)
     if kind == ReportKind.JMETER:
@@ -423,35 +426,42 @@ def read_head(path: Path) -> bytes:
 # --- Trivy -----------------------------------------------------------------------------------------
 
 
-def write_trivy(report: Report, parsed: TrivyReport) -> dict:
-    """Write the findings, each flagged new or persisting, and count what was fixed, all against one basis:
-    `selectors.comparison_basis`. What production runs is compared when a page is read (it changes)."""
+def write_trivy(report: Report, parsed: TrivyReport | TrivyStream) -> dict:
+    """Write the findings as they are read, each flagged new or persisting, and count what was fixed, all against
+    one basis: `selectors.comparison_basis`. What production runs is compared when a page is read (it changes).
+
+    Only counts and the basis's fingerprints stay in memory, never the findings: a report of a million findings
+    goes to the database in batches while the file is read (portal.bulk.insert_rows)."""
     run = report.run
     artifact_name = parsed.artifact_name[:255]
     basis_run = selectors.comparison_basis(run, artifact_name)
     before = selectors.fingerprints_of(basis_run, artifact_name=artifact_name) if basis_run else set()
-    new_on_branch = [item.fingerprint not in before for item in parsed.findings]
-    # Parsed values are already plain and cut to the columns' sizes, so they go in without bulk_create.
-    insert_rows(
-        Finding,
-        FINDING_COLUMNS,
-        (
-            (report.pk, run.pk, artifact_name, item.target, item.finding_class, item.fingerprint, item.identifier,
-             item.package, item.installed_version, item.fixed_version, item.severity, item.title, item.detail,
-             item.url, is_new)
-            for item, is_new in zip(parsed.findings, new_on_branch, strict=True)
-        ),
-    )
-    current = {item.fingerprint for item in parsed.findings}
+    persisting: set[str] = set()
+    severities, classes = Counter(), Counter()
+
+    def rows():
+        # Parsed values are already plain and cut to the columns' sizes, so they go in without bulk_create.
+        for item in parsed.findings:
+            is_new = item.fingerprint not in before
+            if not is_new:
+                persisting.add(item.fingerprint)
+            severities[item.severity] += 1
+            classes[item.finding_class] += 1
+            yield (report.pk, run.pk, artifact_name, item.target, item.finding_class, item.fingerprint,
+                   item.identifier, item.package, item.installed_version, item.fixed_version, item.severity,
+                   item.title, item.detail, item.url, is_new)
+
+    insert_rows(Finding, FINDING_COLUMNS, rows())
+    findings = sum(classes.values())
     return {
         "format": parsed.format,
         "artifact_name": artifact_name,
-        "findings": len(parsed.findings),
-        "by_severity": count_choices(Severity.values, (item.severity for item in parsed.findings)),
-        "by_class": count_choices(FindingClass.values, (item.finding_class for item in parsed.findings)),
-        "new": sum(new_on_branch),
-        "persisting": len(new_on_branch) - sum(new_on_branch),
-        "fixed": len(before - current),
+        "findings": findings,
+        "by_severity": count_choices(Severity.values, severities),
+        "by_class": count_choices(FindingClass.values, classes),
+        "new": findings - len(persisting),
+        "persisting": len(persisting),
+        "fixed": len(before) - len(persisting),
         "compared_with_run": basis_run.pk if basis_run else None,
     }
 

@@ -14,16 +14,34 @@ vulnerable; see `fingerprint`, `vulnerability_fingerprint` and the per-class bui
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 import re
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain, takewhile
+from operator import ne
+from pathlib import Path
+from typing import BinaryIO
 
-import orjson
+import ijson
 
-from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all, without_nul
+from scanners.parsers.common import ReportParseError, Source, check_size, json_type_name, read_all, size_of, without_nul
 from scanners.parsers.masking import mask_tokens
 
-__all__ = ["TrivyFinding", "TrivyReport", "looks_like_trivy", "mask_secret", "parse_trivy"]
+__all__ = [
+    "TrivyFinding",
+    "TrivyReport",
+    "TrivyStream",
+    "looks_like_trivy",
+    "mask_secret",
+    "parse_trivy",
+    "stream_trivy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,16 @@ class TrivyReport:
     artifact_name: str  # without tag or digest
     artifact_type: str
     findings: list[TrivyFinding]
+
+
+@dataclass(frozen=True, slots=True)
+class TrivyStream:
+    """A report being read: its header, and its findings as an iterator that reads the file as it goes."""
+
+    format: str
+    artifact_name: str
+    artifact_type: str
+    findings: Iterator[TrivyFinding]
 
 
 VULNERABILITY = "vulnerability"
@@ -149,26 +177,33 @@ def looks_like_trivy(head: bytes) -> bool:
     return False
 
 
+def stream_trivy(source: Source, *, max_bytes: int | None = None) -> TrivyStream:
+    """Read any Trivy JSON or SARIF report lazily: the header now, the findings as they are iterated.
+
+    Raises ReportParseError with a human message and a location, here for the header and while iterating for
+    the rest. Memory holds one Result (or k8s resource, or SARIF run) at a time, never the whole document.
+    The header is what Trivy writes before the findings (ArtifactName, ArtifactType and ClusterName come before
+    Results or the resources, however the keys are sorted); a key placed after the findings is not read.
+    """
+    report = _Input(source, max_bytes)
+    header = _read_header(report)
+    return TrivyStream(
+        format=header.format,
+        artifact_name=header.artifact_name,
+        artifact_type=header.artifact_type,
+        findings=_findings(report, header),
+    )
+
+
 def parse_trivy(source: Source, *, max_bytes: int | None = None) -> TrivyReport:
-    """Parse any Trivy JSON or SARIF report. Raises ReportParseError with a human message and a location."""
-    data = read_all(source, max_bytes=max_bytes)
-    document = _load_json(data)
-    if document is None:
-        return TrivyReport(format="null", artifact_name="", artifact_type="", findings=[])
-    collector = _Collector()
-    if isinstance(document, list):
-        _parse_results(document, "", collector, legacy=True)
-        return TrivyReport(format="legacy", artifact_name="", artifact_type="", findings=collector.findings)
-    if not isinstance(document, dict):
-        raise ReportParseError(_NOT_TRIVY + f" (the file holds {json_type_name(document)})")
-    if "runs" in document:
-        return _parse_sarif(document, collector)
-    if "ClusterName" in document:
-        return _parse_k8s(document, collector)
-    if any(key in document for key in ("SchemaVersion", "Results", "ArtifactName")):
-        return _parse_schema2(document, collector)
-    keys = ", ".join(sorted(document)[:5]) or "none"
-    raise ReportParseError(_NOT_TRIVY + f" (top-level keys: {keys})")
+    """Parse any Trivy JSON or SARIF report into a list of findings (see stream_trivy for large files)."""
+    stream = stream_trivy(source, max_bytes=max_bytes)
+    return TrivyReport(
+        format=stream.format,
+        artifact_name=stream.artifact_name,
+        artifact_type=stream.artifact_type,
+        findings=list(stream.findings),
+    )
 
 
 _NOT_TRIVY = (
@@ -178,50 +213,249 @@ _NOT_TRIVY = (
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Reading bytes into JSON, with a precise diagnosis when that fails
+# Reading the file: streamed JSON (ijson's C backend), with a precise diagnosis when it is not JSON
+
+_JSON = ijson.get_backend("yajl2_c")  # the C parser: the pure Python ones are ~50 times slower
+_PASS_BYTES = 256 * 1024
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _load_json(data: bytes):
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte order mark (Windows tools) is harmless; orjson rejects it
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        # Only now spend time finding out what the file really is.
-        raise _diagnose(data, error) from None
+class _Input:
+    """The report's bytes, read from the start by each pass (paths reopened, file objects sought), size checked.
+
+    A file object that cannot seek is read into memory first: passes need to start over.
+    """
+
+    def __init__(self, source: Source, max_bytes: int | None):
+        self.path = None
+        self.data = None
+        self.handle = None
+        if isinstance(source, (str, Path)):
+            self.path = Path(source)
+            size = self.path.stat().st_size
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            self.data = bytes(source)
+            size = len(self.data)
+        else:
+            size = size_of(source)
+            if size is None:
+                self.data = read_all(source, max_bytes=max_bytes)
+                size = len(self.data)
+            else:
+                self.handle, self.start = source, source.tell()
+        check_size(size, max_bytes)
+        self.size = size
+        with self.opened(skip_bom=False) as handle:
+            self.bom = len(_UTF8_BOM) if handle.read(len(_UTF8_BOM)) == _UTF8_BOM else 0  # Windows tools add it
+
+    @contextmanager
+    def opened(self, *, skip_bom: bool = True) -> Iterator[BinaryIO]:
+        offset = self.bom if skip_bom else 0
+        if self.path is not None:
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                yield handle
+        elif self.data is not None:
+            handle = io.BytesIO(self.data)  # shares the bytes, no copy
+            handle.seek(offset)
+            yield handle
+        else:
+            self.handle.seek(self.start + offset)
+            yield self.handle
+
+    def chunks(self) -> Iterator[bytes]:
+        with self.opened() as handle:
+            while chunk := handle.read(_PASS_BYTES):
+                yield chunk
+
+    def items(self, prefix: str) -> Iterator:
+        """The JSON values at an ijson prefix ("Results.item"), one at a time; ReportParseError if not JSON."""
+        with self.opened() as handle:
+            try:
+                yield from _JSON.items(handle, prefix, use_float=True)
+            except ijson.JSONError as error:
+                raise _diagnose(self, error) from None
 
 
-def _diagnose(data: bytes, error: orjson.JSONDecodeError) -> ReportParseError:
-    stripped = data.strip()
-    if not stripped:
+@dataclass(frozen=True, slots=True)
+class _Header:
+    format: str
+    artifact_name: str = ""
+    artifact_type: str = ""
+
+
+def _read_header(report: _Input) -> _Header:
+    """The format and artifact, from the top-level keys before the findings (a few events: big values skipped)."""
+    with report.opened() as handle:
+        events = _JSON.parse(handle, use_float=True)
+        try:
+            return _header_of(events, report)
+        except ijson.JSONError as error:
+            raise _diagnose(report, error) from None
+
+
+def _header_of(events: Iterator[tuple], report: _Input) -> _Header:
+    _, event, value = next(events)
+    if event == "start_array":
+        return _Header(format="legacy")
+    if event != "start_map":
+        deque(events, maxlen=0)  # a lone value must still be the whole file ("1700000000000,12,..." is not)
+        if event == "null":
+            return _Header(format="null")
+        raise ReportParseError(_NOT_TRIVY + f" (the file holds {json_type_name(value)})")
+    keys, texts = [], {}
+    for _, event, key in events:
+        if event == "end_map":
+            break
+        keys.append(key)
+        prefix, event, value = next(events)
+        findings = (
+            key == "runs"
+            or (key == "Results" and "ClusterName" not in texts)
+            or (key in _K8S_RESOURCE_ARRAYS and "ClusterName" in texts)
+        )
+        if event in ("start_map", "start_array"):
+            value = {} if event == "start_map" else []
+            if not findings:
+                _skip(events, prefix, event)
+        if findings:  # everything Trivy writes before the findings is read: stop here, a later pass reads them
+            _check_list(value, key, _FINDINGS_ARRAYS_WHAT.get(key, "Kubernetes resources"))
+            if key == "runs":
+                return _sarif_header(report)
+            break
+        if key in ("ArtifactName", "ArtifactType", "ClusterName"):
+            texts[key] = _name(value)
+    if "ClusterName" in texts:
+        return _Header(format="k8s", artifact_name=texts["ClusterName"], artifact_type="kubernetes")
+    if any(key in keys for key in ("SchemaVersion", "Results", "ArtifactName")):
+        artifact_type = texts.get("ArtifactType", "")
+        return _Header(
+            format="schema2",
+            artifact_name=_strip_tag(texts.get("ArtifactName", ""), artifact_type),
+            artifact_type=artifact_type,
+        )
+    raise ReportParseError(_NOT_TRIVY + f" (top-level keys: {', '.join(sorted(keys)[:5]) or 'none'})")
+
+
+_FINDINGS_ARRAYS_WHAT = {"runs": "runs", "Results": "results"}
+
+
+def _skip(events: Iterator[tuple], prefix: str, start: str) -> None:
+    """Consume an object or array whose start event was just read, without building it (in C: no Python loop)."""
+    end = (prefix, "end_map" if start == "start_map" else "end_array", None)
+    deque(takewhile(partial(ne, end), events), maxlen=0)
+
+
+def _check_list(value, location: str, what: str) -> None:
+    if value is not None and type(value) is not list:
+        raise ReportParseError(f"expected a list of {what}, got {json_type_name(value)}", location)
+
+
+def _sarif_header(report: _Input) -> _Header:
+    """SARIF names the image in its runs' properties, which Trivy writes after the results: one quick pass."""
+    for properties in report.items("runs.item.properties"):
+        if type(properties) is dict and type(properties.get("imageName")) is str:
+            name = _strip_tag(_name(properties["imageName"]), "container_image")
+            return _Header(format="sarif", artifact_name=name, artifact_type="container_image" if name else "")
+    return _Header(format="sarif")
+
+
+def _diagnose(report: _Input, error: ijson.JSONError) -> ReportParseError:
+    """Why a file is not JSON, and where; only run once parsing failed, in passes that hold one chunk at a time."""
+    with report.opened() as handle:
+        head = handle.read(4096)
+    stripped = head.strip()
+    if not stripped and report.size - report.bom <= len(head):
         return ReportParseError("the file is empty")
-    if data.startswith(b"\x1f\x8b"):
+    if head.startswith(b"\x1f\x8b"):
         return ReportParseError("this is a gzip-compressed file, not a Trivy report: decompress it first")
-    if data.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):
         return ReportParseError("this is a ZIP archive, not a Trivy report: extract the JSON report first")
-    nul = data.find(b"\x00", 0, 4096)
+    nul = head.find(b"\x00")
     if nul >= 0:
         return ReportParseError("this is a binary file, not a Trivy JSON report", f"byte {nul}")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        line = data.count(b"\n", 0, bad.start) + 1
+    bad_byte = _first_invalid_utf8(report)
+    if bad_byte is not None:
+        offset, value = bad_byte
         return ReportParseError(
-            f"not UTF-8 text (invalid byte 0x{data[bad.start]:02x} at byte {bad.start}); "
-            "a Trivy JSON report is always UTF-8",
-            f"line {line}",
+            f"not UTF-8 text (invalid byte 0x{value:02x} at byte {offset}); a Trivy JSON report is always UTF-8",
+            f"line {_line_and_column(report, offset)[0]}",
         )
-    first_line = stripped[:4096].split(b"\n", 1)[0]
+    first_line = stripped.split(b"\n", 1)[0]
     if (b"timeStamp" in first_line and b"elapsed" in first_line) or _JMETER_CSV_ROW.match(first_line):
         return ReportParseError("this looks like a JMeter CSV results file, not a Trivy report", "line 1")
     if stripped.startswith(b"<"):
-        if b"<testResults" in stripped[:4096]:
+        if b"<testResults" in stripped:
             return ReportParseError("this looks like a JMeter XML results file, not a Trivy report", "line 1")
         return ReportParseError("this is XML or HTML, not a Trivy JSON report", "line 1")
-    location = f"line {error.lineno}, column {error.colno}"
-    if error.pos >= len(data.rstrip()):
+    offset = _error_offset(report)
+    line, column = _line_and_column(report, offset)
+    location = f"line {line}, column {column}"
+    reason = str(error).split("\n", 1)[0].split(": ", 1)[-1].rstrip(".")
+    if offset >= report.size - report.bom or "premature EOF" in reason:
         return ReportParseError("not valid JSON: the file ends too early (it was probably truncated)", location)
-    return ReportParseError(f"not valid JSON: {error.msg}", location)
+    return ReportParseError(f"not valid JSON: {reason}", location)
+
+
+def _first_invalid_utf8(report: _Input) -> tuple[int, int] | None:
+    """(offset, value) of the first byte that is not UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    for chunk in chain(report.chunks(), [b""]):
+        pending = len(decoder.getstate()[0])  # the start of a character cut by the previous chunk
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as bad:
+            return offset - pending + bad.start, bad.object[bad.start]
+        offset += len(chunk)
+    return None
+
+
+class _Discard(deque):
+    send = deque.append  # a coroutine target that keeps nothing (maxlen=0), in C
+
+
+def _error_offset(report: _Input) -> int:
+    """The byte offset where the JSON parser fails: find the failing chunk, then feed that one byte by byte."""
+    chunks = report.chunks()
+    parser, done = _JSON.basic_parse_basecoro(_Discard(maxlen=0)), 0
+    for chunk in chunks:
+        try:
+            parser.send(chunk)
+        except ijson.JSONError:
+            break
+        done += len(chunk)
+    else:
+        return done  # fails only at the end: truncated
+    chunks.close()
+    parser = _JSON.basic_parse_basecoro(_Discard(maxlen=0))
+    fed = 0
+    with report.opened() as handle:
+        while fed < done:
+            data = handle.read(min(_PASS_BYTES, done - fed))
+            parser.send(data)
+            fed += len(data)
+        for index, byte in enumerate(handle.read(_PASS_BYTES)):
+            try:
+                parser.send(bytes((byte,)))
+            except ijson.JSONError:
+                return done + index
+    return done
+
+
+def _line_and_column(report: _Input, offset: int) -> tuple[int, int]:
+    """1-based line and column of a byte offset (counted from after a byte order mark)."""
+    line, line_start, seen = 1, 0, 0
+    for chunk in report.chunks():
+        part = chunk[: offset - seen]
+        line += part.count(b"\n")
+        newline = part.rfind(b"\n")
+        if newline >= 0:
+            line_start = seen + newline + 1
+        seen += len(chunk)
+        if seen >= offset:
+            break
+    return line, offset - line_start + 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -391,21 +625,6 @@ def _strip_tag(name: str, artifact_type: str) -> str:
 # Findings per class
 
 
-class _Collector:
-    """Keeps findings in order, dropping same-run duplicates (first wins): Trivy repeats some entries."""
-
-    __slots__ = ("findings", "_seen")
-
-    def __init__(self):
-        self.findings: list[TrivyFinding] = []
-        self._seen: set[str] = set()
-
-    def add(self, finding: TrivyFinding) -> None:
-        if finding.fingerprint not in self._seen:
-            self._seen.add(finding.fingerprint)
-            self.findings.append(finding)
-
-
 @dataclass(slots=True)
 class _ResultContext:
     target: str  # what the finding shows (k8s: "namespace/kind/name: inner target")
@@ -519,26 +738,43 @@ _BUILDERS = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Variants
+# Variants: each yields its findings one Result (k8s resource, SARIF run) at a time, same-run duplicates dropped
 
 
-def _parse_schema2(document: dict, collector: _Collector) -> TrivyReport:
-    artifact_type = _name(document.get("ArtifactType"), 100)
-    artifact_name = _name(document.get("ArtifactName"))
-    _parse_results(_as_list(document.get("Results"), "Results", "results"), "Results", collector)
-    return TrivyReport(
-        format="schema2",
-        artifact_name=_strip_tag(artifact_name, artifact_type),
-        artifact_type=artifact_type,
-        findings=collector.findings,
-    )
+def _findings(report: _Input, header: _Header) -> Iterator[TrivyFinding]:
+    """Findings in file order; the first of same-run duplicates wins (Trivy repeats some entries)."""
+    seen: set[str] = set()
+    for finding in _VARIANTS[header.format](report):
+        if finding.fingerprint not in seen:
+            seen.add(finding.fingerprint)
+            yield finding
 
 
-def _parse_k8s(document: dict, collector: _Collector) -> TrivyReport:
+def _null_findings(report: _Input) -> Iterator[TrivyFinding]:
+    return iter(())
+
+
+def _legacy_findings(report: _Input) -> Iterator[TrivyFinding]:
+    for index, result in enumerate(report.items("item")):
+        if (
+            index == 0
+            and type(result) is dict
+            and not any(key in result for key in ("Target", "Type", *_FINDING_ARRAYS))
+        ):
+            raise ReportParseError(_NOT_TRIVY + " (a JSON list whose items have no Target)", "[0]")
+        yield from _result_findings(result, f"[{index}]")
+
+
+def _schema2_findings(report: _Input) -> Iterator[TrivyFinding]:
+    for index, result in enumerate(report.items("Results.item")):
+        yield from _result_findings(result, f"Results[{index}]")
+
+
+def _k8s_findings(report: _Input) -> Iterator[TrivyFinding]:
     # Older `trivy k8s` splits resources into Vulnerabilities[] and Misconfigurations[]; newer ones use
     # Resources[] ("all") or Findings[] ("summary"). The same resource may appear in several: dedup handles it.
     for key in _K8S_RESOURCE_ARRAYS:
-        for index, resource in enumerate(_as_list(document.get(key), key, "Kubernetes resources")):
+        for index, resource in enumerate(report.items(f"{key}.item")):
             location = f"{key}[{index}]"
             resource = _object(resource, location)
             try:
@@ -549,40 +785,29 @@ def _parse_k8s(document: dict, collector: _Collector) -> TrivyReport:
                 raise wrong.to_error(location) from None
             prefix = "/".join(part for part in (namespace, kind, name) if part)
             results = _as_list(resource.get("Results"), f"{location}.Results", "results")
-            _parse_results(results, f"{location}.Results", collector, k8s_prefix=prefix)
-    return TrivyReport(
-        format="k8s",
-        artifact_name=_name(document.get("ClusterName")),
-        artifact_type="kubernetes",
-        findings=collector.findings,
-    )
+            for result_index, result in enumerate(results):
+                yield from _result_findings(result, f"{location}.Results[{result_index}]", k8s_prefix=prefix)
 
 
-def _parse_results(
-    results: list, location: str, collector: _Collector, *, legacy: bool = False, k8s_prefix: str | None = None
-) -> None:
-    for index, result in enumerate(results):
-        result_location = f"{location}[{index}]"
-        result = _object(result, result_location)
-        if legacy and index == 0 and not any(key in result for key in ("Target", "Type", *_FINDING_ARRAYS)):
-            raise ReportParseError(_NOT_TRIVY + " (a JSON list whose items have no Target)", "[0]")
-        ctx = _result_context(result, result_location, k8s_prefix)
-        for key, build in _BUILDERS.items():
-            items = result.get(key)
-            if items is None:
-                continue
-            items_location = f"{result_location}.{key}"
-            for item_index, item in enumerate(_as_list(items, items_location, key.lower())):
-                if type(item) is not dict:
-                    raise ReportParseError(
-                        f"expected an object, got {json_type_name(item)}", f"{items_location}[{item_index}]"
-                    )
-                try:
-                    finding = build(item, ctx)
-                except _WrongType as wrong:
-                    raise wrong.to_error(f"{items_location}[{item_index}]") from None
-                if finding is not None:
-                    collector.add(finding)
+def _result_findings(result, location: str, *, k8s_prefix: str | None = None) -> Iterator[TrivyFinding]:
+    result = _object(result, location)
+    ctx = _result_context(result, location, k8s_prefix)
+    for key, build in _BUILDERS.items():
+        items = result.get(key)
+        if items is None:
+            continue
+        items_location = f"{location}.{key}"
+        for item_index, item in enumerate(_as_list(items, items_location, key.lower())):
+            if type(item) is not dict:
+                raise ReportParseError(
+                    f"expected an object, got {json_type_name(item)}", f"{items_location}[{item_index}]"
+                )
+            try:
+                finding = build(item, ctx)
+            except _WrongType as wrong:
+                raise wrong.to_error(f"{items_location}[{item_index}]") from None
+            if finding is not None:
+                yield finding
 
 
 def _result_context(result: dict, location: str, k8s_prefix: str | None) -> _ResultContext:
@@ -604,10 +829,8 @@ def _result_context(result: dict, location: str, k8s_prefix: str | None) -> _Res
 # SARIF
 
 
-def _parse_sarif(document: dict, collector: _Collector) -> TrivyReport:
-    artifact_name = ""
-    runs = _as_list(document.get("runs"), "runs", "runs")
-    for run_index, run in enumerate(runs):
+def _sarif_findings(report: _Input) -> Iterator[TrivyFinding]:
+    for run_index, run in enumerate(report.items("runs.item")):
         run_location = f"runs[{run_index}]"
         run = _object(run, run_location)
         driver = _sarif_driver(run, run_location)
@@ -619,23 +842,15 @@ def _parse_sarif(document: dict, collector: _Collector) -> TrivyReport:
         for rule in rules:
             if type(rule.get("id")) is str:
                 by_id.setdefault(rule["id"], rule)
-        properties = run.get("properties")
-        if type(properties) is dict and type(properties.get("imageName")) is str and not artifact_name:
-            artifact_name = _strip_tag(_name(properties["imageName"]), "container_image")
         results = _as_list(run.get("results"), f"{run_location}.results", "results")
         for index, result in enumerate(results):
             result_location = f"{run_location}.results[{index}]"
             result = _object(result, result_location)
             try:
-                collector.add(_sarif_finding(result, *_sarif_rule(result, rules, by_id)))
+                finding = _sarif_finding(result, *_sarif_rule(result, rules, by_id))
             except _WrongType as wrong:
                 raise wrong.to_error(result_location) from None
-    return TrivyReport(
-        format="sarif",
-        artifact_name=artifact_name,
-        artifact_type="container_image" if artifact_name else "",
-        findings=collector.findings,
-    )
+            yield finding
 
 
 def _sarif_driver(run: dict, location: str) -> dict:
@@ -788,3 +1003,12 @@ def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:
         pkg_path=pkg_path,
         fingerprint=identity,
     )
+
+
+_VARIANTS = {
+    "null": _null_findings,
+    "legacy": _legacy_findings,
+    "schema2": _schema2_findings,
+    "k8s": _k8s_findings,
+    "sarif": _sarif_findings,
+}

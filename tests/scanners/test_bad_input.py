@@ -4,6 +4,7 @@ import io
 import tracemalloc
 from pathlib import Path
 
+import orjson
 import pytest
 from django.core.files.storage import default_storage
 
@@ -76,3 +77,45 @@ def test_a_file_over_the_size_cap_fails_without_being_stored(settings):
     assert "5,000 bytes, over the 1,024 bytes allowed" in report.error
     assert not report.file
     assert Report.objects.count() == 1 and parsed_rows() == 0
+
+
+def many_targets_report(targets: int, per_target: int) -> bytes:
+    """A schema 2 report of many Results, as Trivy writes for an image with many language packages."""
+    report = orjson.loads(samples.trivy_report([]))
+    report["Results"] = [
+        {
+            "Target": f"app/requirements-{target}.txt",
+            "Class": "lang-pkgs",
+            "Type": "pip",
+            "Vulnerabilities": [
+                {**samples.trivy_vulnerability(f"CVE-2024-{target:03d}{index:03d}", package=f"pkg-{index}"),
+                 "Description": "A long description of the flaw. " * 8, "References": ["https://example.com/a"] * 3}
+                for index in range(per_target)
+            ],
+        }
+        for target in range(targets)
+    ]  # fmt: skip
+    return orjson.dumps(report)
+
+
+def test_a_trivy_report_broken_after_thousands_of_findings_writes_none_of_them():
+    content = many_targets_report(targets=30, per_target=400)  # 12,000 findings: several batches before the end
+    report = ingest(RunFactory(), content[:-200], "trivy")
+    assert report.status == ReportStatus.FAILED
+    assert "the file ends too early" in report.error and report.error.startswith("line 1, column ")
+    assert parsed_rows() == 0
+
+
+def test_a_large_trivy_report_is_ingested_within_three_times_its_size():
+    content = many_targets_report(targets=40, per_target=250)
+    run = RunFactory()
+    report, _ = services.receive_report(run=run, file=io.BytesIO(content), original_name="app.json", kind="trivy",
+                                        queue=False)
+    tracemalloc.start()
+    try:
+        report = services.ingest_report(report_id=report.pk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.status == ReportStatus.PARSED and report.summary["findings"] == 10_000 == Finding.objects.count()
+    assert peak < 3 * len(content), f"peak {peak:,} bytes for a {len(content):,}-byte report"

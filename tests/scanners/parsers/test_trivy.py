@@ -1,5 +1,6 @@
 """Trivy parser: every real fixture with hand-checked numbers, plus generated k8s / SARIF / bad inputs."""
 
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -7,7 +8,14 @@ import orjson
 import pytest
 
 from scanners.parsers.common import ReportParseError
-from scanners.parsers.trivy import TrivyFinding, TrivyReport, looks_like_trivy, mask_secret, parse_trivy
+from scanners.parsers.trivy import (
+    TrivyFinding,
+    TrivyReport,
+    looks_like_trivy,
+    mask_secret,
+    parse_trivy,
+    stream_trivy,
+)
 
 # Counted by hand with jq / python over ../shared/fixtures/trivy: (format, artifact_name, artifact_type,
 # findings per class, findings per severity).
@@ -838,3 +846,69 @@ def test_it_refuses_a_file_larger_than_max_bytes(shared_fixture):
     path = shared_fixture("trivy/pip.json")
     expect_error(path, "larger than", max_bytes=1000)
     assert len(parse_trivy(path, max_bytes=path.stat().st_size).findings) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streaming: a large report is read one Result at a time
+
+
+class CountingReader(io.BytesIO):
+    """A file that remembers how far it has been read."""
+
+    furthest = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.furthest = max(self.furthest, self.tell())
+        return data
+
+
+def many_results(results: int, per_result: int) -> bytes:
+    return schema2(
+        [
+            os_result(f"app:1 (alpine 3.19.{target})", [vuln(f"CVE-2024-{target:03d}{index:03d}", Description="d" * 200)
+                                                        for index in range(per_result)])
+            for target in range(results)
+        ]
+    )  # fmt: skip
+
+
+def test_it_gives_the_first_findings_before_reading_the_whole_file():
+    data = many_results(results=100, per_result=50)
+    source = CountingReader(data)
+    stream = stream_trivy(source)
+    assert (stream.format, stream.artifact_name, stream.artifact_type) == ("schema2", "app", "container_image")
+    first = next(stream.findings)
+    assert first.identifier == "CVE-2024-000000"
+    assert source.furthest < len(data) // 4  # one Result (1/100 of the file) plus the reader's buffer
+    assert sum(1 for _ in stream.findings) == 100 * 50 - 1
+
+
+def test_it_reports_an_error_after_the_first_findings_when_it_is_met():
+    data = many_results(results=100, per_result=50)
+    stream = stream_trivy(data[:-100])
+    assert next(stream.findings).identifier == "CVE-2024-000000"
+    with pytest.raises(ReportParseError) as caught:
+        list(stream.findings)
+    assert "the file ends too early" in caught.value.message
+    assert caught.value.location == f"line 1, column {len(data) - 100 + 1}"
+
+
+def test_it_locates_an_error_deep_in_a_large_file():
+    data = many_results(results=100, per_result=50)
+    middle = data.index(b'"CVE-2024-050000"')
+    broken = data[:middle] + b"\n\n}" + data[middle:]
+    error = expect_error(broken, "not valid JSON")
+    assert error.location == "line 3, column 1"
+    error = expect_error(data[:middle] + b"\xff" + data[middle:], "not UTF-8 text (invalid byte 0xff at byte")
+    assert error.location == "line 1"
+
+
+def test_it_reads_the_header_in_trivys_key_order_and_in_sorted_order():
+    # Sorted keys (jq -S) still put ArtifactName before Results.
+    sorted_keys = orjson.dumps(orjson.loads(schema2([os_result()])), option=orjson.OPT_SORT_KEYS)
+    assert parse_trivy(sorted_keys).artifact_name == "app"
+    k8s = orjson.dumps({"Resources": [{"Kind": "Deployment", "Name": "web", "Results": [os_result()]}],
+                        "ClusterName": "prod"})  # fmt: skip
+    report = parse_trivy(k8s)
+    assert (report.format, report.artifact_name, len(report.findings)) == ("k8s", "prod", 1)
