@@ -57,6 +57,7 @@ def duration_chart(durations: list[dict]):
     return charts.line_chart(
         [charts.Series("duration", minutes)],
         x_labels=[f"#{d['build_number']}" if d["build_number"] is not None else str(d["pk"]) for d in durations],
+        x_name="Run",
         y_unit="min",
         title="Run duration, newest runs matching the filters",
     )
@@ -120,6 +121,7 @@ def run_context(request, run, *, close_form=None) -> dict:
         "close_form": close_form or (RunCloseForm() if can_close else None),
         "can_retry": can_retry,
         "timeline": stage_timeline(stages),
+        "current_stage": next((s for s in reversed(stages) if s.status == StageStatus.RUNNING), None),
         "failed_stages": [s for s in stages if s.status in (StageStatus.FAILED, StageStatus.UNSTABLE)],
     }
 
@@ -227,6 +229,7 @@ def project_dora(request, slug):
         "lead_time_chart": charts.stacked_bar_chart(
             [charts.Series(label, values) for (_, label), values in zip(segments, hours, strict=True)],
             x_labels=[f"{lead.deployed_at:%b %d}" for lead in keys.lead_times],
+            x_name="Deployed",
             y_unit="h",
             title="Lead time of each production deployment, by part",
         ),

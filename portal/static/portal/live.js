@@ -1,32 +1,75 @@
 // Keeps a run page current while the run is in progress: every 2 s it fetches the page's fragment
-// (data-live-url) and swaps it in, until the fragment says the run has finished. No library needed;
-// without JavaScript the page reloads itself instead (a <noscript> refresh).
+// (data-live-url) until the fragment says the run has finished. No library needed; without JavaScript the page
+// reloads itself instead (a <noscript> refresh).
+//
+// For keyboard and screen reader users: only the parts of the fragment (data-live-part) whose markup changed
+// are replaced, so a control in an unchanged part (Abort) keeps the focus; in a replaced part the focus goes
+// back to the control at the same place, and opened stage logs stay open. The status region (#run-announcer,
+// role="status", outside the fragment) says the fragment's data-announce when it changes: the run's status and
+// current stage, not every tick.
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
   var RETRY_MS = 5000;
   var MAX_FAILURES = 5;
+  var FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
   var container = document.getElementById("run-live");
   if (!container || !window.fetch) return;
+  var announcer = document.getElementById("run-announcer");
   var url = container.getAttribute("data-live-url");
   var failures = 0;
+  var received = {};  // each part's markup as last received: an unchanged part is left alone
+  container.querySelectorAll("[data-live-part]").forEach(function (part) {
+    received[part.getAttribute("data-live-part")] = part.innerHTML;
+  });
+  var announced = root(container) && root(container).getAttribute("data-announce");  // known at load
 
-  function finished() {
-    var root = container.querySelector("[data-finished]");
-    return !root || root.getAttribute("data-finished") === "true";
+  function root(element) {
+    return element.querySelector("[data-finished]");
   }
 
-  function openDetails() {
+  function finished() {
+    var current = root(container);
+    return !current || current.getAttribute("data-finished") === "true";
+  }
+
+  function replacePart(current, fresh) {
     var open = [];
-    container.querySelectorAll("details").forEach(function (el, i) { if (el.open) open.push(i); });
-    return open;
+    current.querySelectorAll("details").forEach(function (el, i) { if (el.open) open.push(i); });
+    var focusables = Array.prototype.slice.call(current.querySelectorAll(FOCUSABLE));
+    var focused = focusables.indexOf(document.activeElement);
+    current.innerHTML = fresh.innerHTML;
+    var details = current.querySelectorAll("details");
+    open.forEach(function (i) { if (details[i]) details[i].open = true; });
+    if (focused < 0) return;
+    // The same control again, or the main content when it is gone (Abort, once the run has finished).
+    var target = current.querySelectorAll(FOCUSABLE)[focused] || document.getElementById("main");
+    if (target) target.focus({ preventScroll: true });
   }
 
   function swap(html) {
-    var open = openDetails();  // keep the stage logs a reader opened
-    container.innerHTML = html;
-    var details = container.querySelectorAll("details");
-    open.forEach(function (i) { if (details[i]) details[i].open = true; });
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var fresh = root(template.content);
+    var current = root(container);
+    if (!fresh || !current) {  // not a fragment this script knows: show it as it is
+      container.innerHTML = html;
+      return;
+    }
+    current.setAttribute("data-finished", fresh.getAttribute("data-finished"));
+    fresh.querySelectorAll("[data-live-part]").forEach(function (part) {
+      var name = part.getAttribute("data-live-part");
+      var target = current.querySelector('[data-live-part="' + name + '"]');
+      if (!target || received[name] === part.innerHTML) return;
+      received[name] = part.innerHTML;
+      replacePart(target, part);
+    });
+    var text = fresh.getAttribute("data-announce");
+    current.setAttribute("data-announce", text);
+    if (announcer && text && text !== announced) {
+      announced = text;
+      announcer.textContent = text;
+    }
   }
 
   function poll() {
