@@ -20,9 +20,15 @@
   var failures = 0;
   var received = {};  // each part's markup as last received: an unchanged part is left alone
   container.querySelectorAll("[data-live-part]").forEach(function (part) {
-    received[part.getAttribute("data-live-part")] = part.innerHTML;
+    received[part.getAttribute("data-live-part")] = unmasked(part.innerHTML);
   });
   var announced = root(container) && root(container).getAttribute("data-announce");  // known at load
+
+  // Django masks the CSRF token anew in every answer (the same secret, so any of them is valid): a part whose
+  // only change is the mask has not changed.
+  function unmasked(html) {
+    return html.replace(/(name="csrfmiddlewaretoken" value=")[^"]*"/g, '$1"');
+  }
 
   function root(element) {
     return element.querySelector("[data-finished]");
@@ -60,8 +66,9 @@
     fresh.querySelectorAll("[data-live-part]").forEach(function (part) {
       var name = part.getAttribute("data-live-part");
       var target = current.querySelector('[data-live-part="' + name + '"]');
-      if (!target || received[name] === part.innerHTML) return;
-      received[name] = part.innerHTML;
+      var markup = unmasked(part.innerHTML);
+      if (!target || received[name] === markup) return;
+      received[name] = markup;
       replacePart(target, part);
     });
     var text = fresh.getAttribute("data-announce");
@@ -70,6 +77,7 @@
       announced = text;
       announcer.textContent = text;
     }
+    container.dispatchEvent(new CustomEvent("live:updated"));  // for whoever needs to know (the tests do)
   }
 
   function poll() {
