@@ -12,12 +12,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 WIDTHS = [(1280, 800), (375, 740)]
 
-# What sticks out past the right edge of the window, outside the boxes that scroll on purpose.
+# What sticks out past the right edge of the window, outside the boxes that scroll on purpose; and the charts
+# drawn smaller than 80% of their size (their 10 px labels below 8 px).
 OVERFLOW = """() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
     wide: [...document.querySelectorAll('body *')]
       .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
       .filter(el => !el.closest('.table-scroll, .chart-scroll'))
-      .slice(0, 5).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').slice(0, 40))})"""
+      .slice(0, 5).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').slice(0, 40)),
+    shrunk: [...document.querySelectorAll('svg.chart')]
+      .filter(svg => svg.getBoundingClientRect().width < 0.79 * svg.width.baseVal.value)
+      .map(svg => svg.getAttribute('aria-label'))})"""
 
 
 @pytest.fixture
@@ -68,6 +72,7 @@ def audit(page, axe, name: str, width: int, screenshot) -> list[str]:
     overflow = page.evaluate(OVERFLOW)
     if overflow["scroll"] > overflow["inner"]:
         problems.append(f"{name}: scrolls sideways ({overflow['scroll']} > {overflow['inner']} px): {overflow['wide']}")
+    problems += [f"{name}: chart too small to read: {label}" for label in overflow["shrunk"]]
     screenshot(f"{name}-{width}")
     return problems
 
