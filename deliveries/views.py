@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -46,17 +47,18 @@ def project_context(request, project, *, form=None) -> dict:
         **filters,
         "query": urlencode({key: value or "" for key, value in filters.items()}),
         "history": history,
-        "duration_chart": duration_chart(history["durations"]),
+        "duration_chart": duration_chart(project, history["durations"]),
         "deployments": environment_selectors.current_deployments(project).order_by("environment__order"),
         "run_form": form or RunPipelineForm(project=project, branches=branches),
     }
 
 
-def duration_chart(durations: list[dict]):
+def duration_chart(project, durations: list[dict]):
     minutes = [(d["finished_at"] - d["started_at"]).total_seconds() / 60 for d in durations]
     return charts.line_chart(
         [charts.Series("duration", minutes)],
         x_labels=[f"#{d['build_number']}" if d["build_number"] is not None else str(d["pk"]) for d in durations],
+        x_links=[reverse("run-detail", args=[project.slug, d["pk"]]) for d in durations],
         x_name="Run",
         y_unit="min",
         title="Run duration, newest runs matching the filters",
