@@ -44,13 +44,21 @@
     current.querySelectorAll("details").forEach(function (el, i) { if (el.open) open.push(i); });
     var focusables = Array.prototype.slice.call(current.querySelectorAll(FOCUSABLE));
     var focused = focusables.indexOf(document.activeElement);
+    var wanted = focused < 0 ? null : identity(document.activeElement);
     current.innerHTML = fresh.innerHTML;
     var details = current.querySelectorAll("details");
     open.forEach(function (i) { if (details[i]) details[i].open = true; });
     if (focused < 0) return;
-    // The same control again, or the main content when it is gone (Abort, once the run has finished).
-    var target = current.querySelectorAll(FOCUSABLE)[focused] || document.getElementById("main");
+    // The same control again (or the one at the same place), or the main content when it is gone.
+    var candidates = Array.prototype.slice.call(current.querySelectorAll(FOCUSABLE));
+    var target = candidates.filter(function (el) { return identity(el) === wanted; })[0]
+      || candidates[focused] || document.getElementById("main");
     if (target) target.focus({ preventScroll: true });
+  }
+
+  function identity(element) {
+    return [element.tagName, element.getAttribute("href"), element.getAttribute("name"),
+      element.textContent.trim()].join("|");
   }
 
   function swap(html) {
