@@ -60,6 +60,7 @@ def page_kinds(demo):
         "project-performance": f"/projects/{slug}/performance/",
         "project-attacks": f"/projects/{slug}/attacks/",
         "dora": f"/projects/{slug}/dora/?days=90",
+        "not-found": f"/projects/{slug}/runs/999999/",
     }
     for kind in ReportKind.values:
         report = Report.objects.filter(run=run, kind=kind).first()
