@@ -68,14 +68,21 @@ lint: venv
 	$(PY) -m ruff check .
 
 # Tools the tests run, from Debian: Chromium for the browser tests (never a browser Playwright downloads itself),
-# Groovy to compile and run the Jenkins shared library. Without them those tests skip and say why.
+# Groovy to compile and run the Jenkins shared library, npm; and from the npm registry axe-core, the accessibility
+# checker the browser tests put in every page, at the version tests/browser/package-lock.json pins (never a CDN at
+# run time). Without them those tests skip and say why.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 test-tools:
 	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v groovy >/dev/null 2>&1 || missing="$$missing groovy"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; } \
 	  || echo "could not install$$missing: the tests that need them will be skipped"; \
 	fi
+	@[ "$(AXE)" -nt tests/browser/package-lock.json ] \
+	  || npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts --loglevel=error \
+	  || echo "could not install axe-core: the accessibility tests will be skipped"
 
 # The container engine the deployer's tests run against: podman's Docker API, a loopback registry and the app's
 # images, installed from Debian and started once (machine-wide; a second run only checks them). Needs root.

@@ -12,9 +12,9 @@ run = project + "runs/<int:build_number>/"
 urlpatterns = [
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     # Swagger UI's script from a URL of its own (the Content-Security-Policy allows no inline script); its page
-    # keeps an inline <style>.
-    path("docs/", csp_update({"style-src": ["'unsafe-inline'"]})(
-        login_not_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))), name="api-docs"),
+    # (our copy, with a language) keeps an inline <style>.
+    path("docs/", csp_update({"style-src": ["'unsafe-inline'"]})(login_not_required(SpectacularSwaggerSplitView.as_view(
+        url_name="api-schema", template_name="deliveries/api_docs.html"))), name="api-docs"),
     path(run + "stages/", api.api_view(api.StagesView), name="api-stages"),  # the most called: first
     path(project + "runs/", api.api_view(api.RunsView), name="api-runs"),
     path(run, api.api_view(api.RunView), name="api-run"),

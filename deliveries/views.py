@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -48,7 +49,7 @@ def project_context(request, project, *, form=None) -> dict:
         **filters,
         "query": urlencode({key: value or "" for key, value in filters.items()}),
         "history": history,
-        "duration_chart": duration_chart(history["durations"]),
+        "duration_chart": duration_chart(project, history["durations"]),
         "deployments": environment_selectors.current_deployments(project).order_by("environment__order"),
         "run_form": form or RunPipelineForm(project=project, branches=branches),
         **promotion_panel(project),
@@ -65,11 +66,13 @@ def promotion_panel(project) -> dict:
     }
 
 
-def duration_chart(durations: list[dict]):
+def duration_chart(project, durations: list[dict]):
     minutes = [(d["finished_at"] - d["started_at"]).total_seconds() / 60 for d in durations]
     return charts.line_chart(
         [charts.Series("duration", minutes)],
         x_labels=[f"#{d['build_number']}" if d["build_number"] is not None else str(d["pk"]) for d in durations],
+        x_links=[reverse("run-detail", args=[project.slug, d["pk"]]) for d in durations],
+        x_name="Run",
         y_unit="min",
         title="Run duration, newest runs matching the filters",
     )
@@ -133,6 +136,7 @@ def run_context(request, run, *, close_form=None) -> dict:
         "close_form": close_form or (RunCloseForm() if can_close else None),
         "can_retry": can_retry,
         "timeline": stage_timeline(stages),
+        "current_stage": next((s for s in reversed(stages) if s.status == StageStatus.RUNNING), None),
         "failed_stages": [s for s in stages if s.status in (StageStatus.FAILED, StageStatus.UNSTABLE)],
         **(run_promotion_panel(request, run) if run.is_finished else {}),
     }
@@ -250,6 +254,7 @@ def project_dora(request, slug):
         "lead_time_chart": charts.stacked_bar_chart(
             [charts.Series(label, values) for (_, label), values in zip(segments, hours, strict=True)],
             x_labels=[f"{lead.deployed_at:%b %d}" for lead in keys.lead_times],
+            x_name="Deployed",
             y_unit="h",
             title="Lead time of each production deployment, by part",
         ),

@@ -1,9 +1,14 @@
-"""Server-side SVG charts: pure functions from numbers and labels to one inline `<svg>` element.
+"""Server-side SVG charts: pure functions from numbers and labels to one `<figure class="chart-figure">`.
+
+The figure holds the inline `<svg role="img">` in a focusable box that scrolls sideways on a phone (the chart
+keeps a readable minimum width), and a "Show the data" `<details>` with the same values as a table, whose
+first column links to `x_links`: screen readers read the table, and nothing inside the image is focusable
+(links nested in a `role="img"` are unnamed Tab stops a screen reader cannot announce).
 
 No JavaScript, no CDN, no Django models. Every piece of text that reaches the markup (title, series
 names, x labels, links, colours) goes through `_text`/`_attr` (XML escaping) here; everything else is
 numbers formatted by this module. So each builder returns a `SafeString` marked safe in one place,
-`_svg`, and templates print it with `{{ chart }}`.
+`_figure`, and templates print it with `{{ chart }}`.
 
     line_chart([Series("p95", [120, None, 140])], x_labels=["#1", "#2", "#3"], y_unit="ms", title="p95")
 
@@ -30,16 +35,16 @@ __all__ = [
     "stacked_bar_chart",
 ]
 
-# The same colours as portal.css (.sev-*, --ok, --bad, --warn).
+# The same colours as portal.css (.sev-*, --ok, --bad, --warn, --sev-low).
 SEVERITY_COLORS = {
     "CRITICAL": "#7b1fa2",
     "HIGH": "#c62828",
-    "MEDIUM": "#b26a00",
-    "LOW": "#4e7ac7",
+    "MEDIUM": "#9a5b00",
+    "LOW": "#3d66b0",
     "UNKNOWN": "#667085",
 }
-SCENARIO_COLORS = {"passed": "#1a7f37", "failed": "#c62828", "other": "#b26a00"}
-PALETTE = ["#2f5bd3", "#c62828", "#1a7f37", "#b26a00", "#7b1fa2", "#00838f", "#667085", "#d81b60", "#5d4037"]
+SCENARIO_COLORS = {"passed": "#1a7f37", "failed": "#c62828", "other": "#9a5b00"}
+PALETTE = ["#2f5bd3", "#c62828", "#1a7f37", "#9a5b00", "#7b1fa2", "#00838f", "#667085", "#d81b60", "#5d4037"]
 
 AXIS_COLOR = "#98a2b3"
 GRID_COLOR = "#e3e6ec"
@@ -47,6 +52,9 @@ TEXT_COLOR = "#667085"
 FONT = 'font-family="system-ui, sans-serif"'
 MAX_X_LABELS = 10
 MAX_LABEL_CHARS = 18
+# On a narrow screen the chart scrolls inside its box rather than shrink below this share of its drawn size,
+# so that its 10 px labels stay 8 px or more.
+MIN_SCALE = 0.8
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-z]{3,20}")
 
 
@@ -70,6 +78,8 @@ def line_chart(
     width: int = 720,
     height: int = 240,
     title: str = "",
+    x_name: str = "",
+    x_links: Sequence[str] | None = None,
 ) -> SafeString:
     """One `<path>` per series (broken at None values) with a `<circle>` and tooltip per point."""
     series = _colored(series)
@@ -100,7 +110,8 @@ def line_chart(
             f'stroke-width="2" stroke-linejoin="round" stroke-linecap="round"/>'
         )
         parts.extend(points)
-    return _svg(width, height, _aria(title, "line chart", series), parts)
+    svg = _svg(width, height, _aria(title, "line chart", series), parts)
+    return _figure(svg, title, _data_table(series, x_labels, x_links, y_unit=y_unit, title=title, x_name=x_name))
 
 
 def bar_chart(
@@ -111,6 +122,7 @@ def bar_chart(
     width: int = 720,
     height: int = 240,
     title: str = "",
+    x_name: str = "",
     x_links: Sequence[str] | None = None,
 ) -> SafeString:
     """Bars side by side: one `<rect class="bar">` per non-empty value."""
@@ -125,7 +137,6 @@ def bar_chart(
     bar = max(1.0, band * 0.75 / len(series))
     parts = [*frame.header(), *frame.y_axis(scale, y_unit), *frame.x_axis(x_labels, centered=True)]
     for index, label in enumerate(x_labels):
-        group = []
         start = frame.left + index * band + (band - bar * len(series)) / 2
         for position, item in enumerate(series):
             value = _value_at(item, index)
@@ -133,9 +144,9 @@ def bar_chart(
                 continue
             top, bottom = sorted((frame.y(scale, value), frame.y(scale, 0)))
             tip = f"{item.name} · {label}: {_number(value)}{_unit(y_unit)}"
-            group.append(_rect(start + position * bar, top, bar, bottom - top, item.color, tip))
-        parts.extend(_linked(group, x_links, index))
-    return _svg(width, height, _aria(title, "bar chart", series), parts)
+            parts.append(_rect(start + position * bar, top, bar, bottom - top, item.color, tip))
+    svg = _svg(width, height, _aria(title, "bar chart", series), parts)
+    return _figure(svg, title, _data_table(series, x_labels, x_links, y_unit=y_unit, title=title, x_name=x_name))
 
 
 def stacked_bar_chart(
@@ -146,6 +157,7 @@ def stacked_bar_chart(
     width: int = 720,
     height: int = 240,
     title: str = "",
+    x_name: str = "",
     x_links: Sequence[str] | None = None,
 ) -> SafeString:
     """Bars stacked in series order, bottom up: one `<rect class="bar">` per positive value."""
@@ -162,7 +174,6 @@ def stacked_bar_chart(
     bar = max(1.0, band * 0.75)
     parts = [*frame.header(), *frame.y_axis(scale, y_unit), *frame.x_axis(x_labels, centered=True)]
     for index, label in enumerate(x_labels):
-        group = []
         stacked = 0.0
         for item in series:
             value = _value_at(item, index)
@@ -171,9 +182,10 @@ def stacked_bar_chart(
             top, bottom = frame.y(scale, stacked + value), frame.y(scale, stacked)
             stacked += value
             tip = f"{label} · {item.name}: {_number(value)}{_unit(y_unit)} (of {_number(totals[index])})"
-            group.append(_rect(frame.left + index * band + (band - bar) / 2, top, bar, bottom - top, item.color, tip))
-        parts.extend(_linked(group, x_links, index))
-    return _svg(width, height, _aria(title, "stacked bar chart", series), parts)
+            parts.append(_rect(frame.left + index * band + (band - bar) / 2, top, bar, bottom - top, item.color, tip))
+    svg = _svg(width, height, _aria(title, "stacked bar chart", series), parts)
+    table = _data_table(series, x_labels, x_links, y_unit=y_unit, title=title, x_name=x_name, totals=totals)
+    return _figure(svg, title, table)
 
 
 # --- layout ----------------------------------------------------------------------------------------------------
@@ -292,15 +304,61 @@ def _legend_rows(series: Sequence[Series], available: float) -> list[list[tuple[
 # --- pieces ----------------------------------------------------------------------------------------------------
 
 
-def _svg(width: int, height: int, label: str, parts: list[str]) -> SafeString:
-    # The one place the markup is marked safe: every text and attribute in `parts` was escaped by _text/_attr.
+def _figure(svg: str, title: str, table: str = "") -> SafeString:
+    # The one place the markup is marked safe: every text and attribute in it was escaped by _text/_attr.
     return mark_safe(  # noqa: S308 - built from escaped parts only
+        f'<figure class="chart-figure"><div class="chart-scroll" tabindex="0" role="region" '
+        f'aria-label="{_attr(f"Chart: {title}" if title else "Chart")}">{svg}</div>{table}</figure>'
+    )
+
+
+def _svg(width: int, height: int, label: str, parts: list[str]) -> str:
+    return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" aria-label="{_attr(label)}" '
         f'viewBox="0 0 {int(width)} {int(height)}" width="{int(width)}" height="{int(height)}" '
-        f'preserveAspectRatio="xMinYMin meet">'
+        f'preserveAspectRatio="xMinYMin meet" style="min-width: {int(width * MIN_SCALE)}px">'
         + "".join(parts)
         + "</svg>"
     )
+
+
+def _data_table(
+    series: Sequence[Series],
+    x_labels: Sequence[str],
+    x_links: Sequence[str] | None,
+    *,
+    y_unit: str,
+    title: str,
+    x_name: str,
+    totals: Sequence[float] | None = None,
+) -> str:
+    """The chart's values as a table in a "Show the data" disclosure: one row per x label, one column per
+    series (and the total of a stacked chart), the x label linked when the chart has links."""
+
+    def header(name: str) -> str:
+        named = name if not y_unit or name.endswith(y_unit) else f"{name} ({y_unit.strip()})"
+        return f'<th scope="col" class="num">{_text(named)}</th>'
+
+    head = "".join(header(item.name) for item in series) + (header("Total") if totals is not None else "")
+    rows = []
+    for index, label in enumerate(x_labels):
+        link = x_links[index] if x_links and index < len(x_links) else ""
+        name = f'<a href="{_attr(link)}">{_text(label)}</a>' if link else _text(label)
+        cells = "".join(f'<td class="num">{_cell(_value_at(item, index))}</td>' for item in series)
+        if totals is not None:
+            cells += f'<td class="num">{_cell(totals[index])}</td>'
+        rows.append(f'<tr><th scope="row">{name}</th>{cells}</tr>')
+    caption, label = _text(title or "Chart data"), _attr(title or "Chart data")
+    return (
+        f'<details class="chart-data"><summary>Show the data<span class="visually-hidden">: {caption}</span>'
+        f'</summary><div class="table-scroll" tabindex="0" role="region" aria-label="Data: {label}">'
+        f'<table><caption>{caption}</caption><thead><tr><th scope="col">{_text(x_name or "Label")}</th>{head}</tr>'
+        f'</thead><tbody>{"".join(rows)}</tbody></table></div></details>'
+    )
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else _number(value)
 
 
 def _empty(width: int, height: int, title: str) -> SafeString:
@@ -313,7 +371,7 @@ def _empty(width: int, height: int, title: str) -> SafeString:
         f'<text class="no-data" x="{width / 2:.0f}" y="{height / 2:.0f}" font-size="13" text-anchor="middle" '
         f'fill="{TEXT_COLOR}" {FONT}>No data</text>'
     )
-    return _svg(width, height, f"{title}: no data" if title else "No data", parts)
+    return _figure(_svg(width, height, f"{title}: no data" if title else "No data", parts), title)
 
 
 def _rect(x: float, y: float, width: float, height: float, color: str, tip: str) -> str:
@@ -321,12 +379,6 @@ def _rect(x: float, y: float, width: float, height: float, color: str, tip: str)
         f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{max(height, 0.5):.1f}" '
         f'fill="{_attr(color)}"><title>{_text(tip)}</title></rect>'
     )
-
-
-def _linked(group: list[str], links: Sequence[str] | None, index: int) -> list[str]:
-    if not group or not links or index >= len(links) or not links[index]:
-        return group
-    return [f'<a href="{_attr(links[index])}">', *group, "</a>"]
 
 
 def _colored(series: Sequence[Series]) -> list[Series]:

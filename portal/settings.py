@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files with DEBUG=false and no proxy in front (gunicorn alone), compressed and cached for good.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.compression.HtmlGZipMiddleware",  # pages gzipped (BREACH: see the module)
     "portal.content_security.CachedPolicyCSPMiddleware",  # django-csp's, the site-wide header built once
     "portal.middleware.refuse_nul_in_query_string",  # 400 rather than a 500 from PostgreSQL
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -171,6 +172,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI served from our own static files: the portal works offline, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No deep links: Swagger UI puts them inside each operation's button, a link nested in a button that
+    # keyboards and screen readers cannot use (WCAG 4.1.2).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False},
 }
 
 # Background work: django-q2 on the ORM broker by default, Redis when REDIS_URL is set.

@@ -24,6 +24,9 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+# axe-core from the npm registry, pinned in package-lock.json beside this file (`make test-tools` runs npm ci).
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +48,31 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def axe():
+    """Run axe-core's WCAG 2.1 A and AA rules on a page; return its serious and critical violations, described.
+
+    The page's context must bypass the Content-Security-Policy: the script is added inline, which the policy
+    (rightly) refuses."""
+    if not AXE.exists():
+        pytest.skip(f"axe-core not found at {AXE} (make test-tools installs it with npm ci)")
+
+    def check(page) -> list[str]:
+        if not page.evaluate("() => !!window.axe"):
+            page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+            AXE_TAGS,
+        )
+        return [
+            f"{violation['impact']} {violation['id']}: {violation['help']} ({len(violation['nodes'])} nodes, e.g. "
+            + "; ".join(" ".join(node["target"]) for node in violation["nodes"][:3]) + ")"
+            for violation in result["violations"] if violation["impact"] in ("serious", "critical")
+        ]
+
+    return check
 
 
 @pytest.fixture
@@ -73,3 +101,19 @@ def signed_in(page, live_server, users):
         return page
 
     return sign_in
+
+
+@pytest.fixture
+def demo(users):
+    """The demo history; its storefront project and a dev run of it with every kind of report."""
+    from django.core.management import call_command
+
+    from deliveries.models import PipelineRun, Project
+
+    call_command("seed_demo")
+    project = Project.objects.get(slug="storefront")
+    run = (
+        PipelineRun.objects.filter(project=project, branch="dev", reports__kind="jmeter", findings__isnull=False)
+        .distinct().order_by("-created_at").first()
+    )
+    return project, run

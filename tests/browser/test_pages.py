@@ -2,22 +2,8 @@
 drawn, filter a table, and leave a screenshot in var/screenshots for review."""
 
 import pytest
-from django.core.management import call_command
-
-from deliveries.models import PipelineRun, Project
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def demo(users):
-    call_command("seed_demo")
-    project = Project.objects.get(slug="storefront")
-    run = (
-        PipelineRun.objects.filter(project=project, branch="dev", reports__kind="jmeter", findings__isnull=False)
-        .distinct().order_by("-created_at").first()
-    )
-    return project, run
 
 
 def drawn_charts(page) -> int:

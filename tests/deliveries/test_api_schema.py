@@ -41,7 +41,7 @@ def test_the_docs_page_loads_without_login_and_only_from_local_files(client):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert "swagger-ui" in html
+    assert "swagger-ui" in html and '<html lang="en">' in html
     assert re.findall(r"https?://|//cdn|unpkg|jsdelivr", html) == []
     for url in re.findall(r"""(?:src|href)=["']([^"']+)["']""", html):
         assert url.startswith("/"), url

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
+from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger, Stage
 from simulators.jenkins import Scenario, SimulatedJenkins
 from tests.deliveries.test_triggers import take_scheduled_looks
 from tests.factories import ProjectFactory, RunFactory, StageFactory, UserFactory
@@ -397,6 +397,25 @@ def test_the_live_fragment_shows_the_current_stages(client, users, project):
     PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCESS)
     body = client.get(reverse("run-live", args=["shop", run.pk])).content.decode()
     assert "Infrastructure checks" in body and 'data-finished="true"' in body
+
+
+def test_the_live_fragment_says_the_status_and_current_stage_for_the_status_region(client, users, project):
+    run = running_run(project)
+    StageFactory(run=run, name="Checkout", order=1)
+    StageFactory(run=run, name="App checks", order=2, status="running")
+    client.force_login(users.developer)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert '<p id="run-announcer" class="visually-hidden" role="status"></p>' in page  # outside the fragment
+    body = client.get(reverse("run-live", args=["shop", run.pk])).content.decode()
+    assert 'data-announce="Running, stage App checks"' in body
+    # Abort in a part of its own: live.js leaves it, and the focus on it, alone while only the stages change
+    actions = body.split('data-live-part="actions"')[1].split("data-live-part=")[0]
+    assert reverse("run-abort", args=["shop", run.pk]) in actions and "App checks" not in actions
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCESS)
+    Stage.objects.filter(run=run).update(status="success")
+    body = client.get(reverse("run-live", args=["shop", run.pk])).content.decode()
+    assert 'data-announce="Success"' in body
+    assert "run-announcer" not in client.get(run.get_absolute_url()).content.decode()
 
 
 def test_the_live_fragment_needs_a_role(client, users, project):

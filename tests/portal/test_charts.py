@@ -1,4 +1,4 @@
-"""portal.charts: server-side SVG, valid XML, escaped, one element per datum."""
+"""portal.charts: server-side SVG, valid XML, escaped, one element per datum, with the values as a table."""
 
 import xml.etree.ElementTree as ET
 
@@ -12,10 +12,15 @@ XSS = "<script>alert('x')</script>"
 BUILDERS = [line_chart, bar_chart, stacked_bar_chart]
 
 
-def parse(svg) -> ET.Element:
-    root = ET.fromstring(str(svg))
-    assert root.tag == f"{SVG}svg"
-    return root
+def parse(chart) -> ET.Element:
+    """The chart's <svg> (the builders return a <figure> holding it and its data table)."""
+    return ET.fromstring(str(chart)).find(f"./div/{SVG}svg")
+
+
+def data_rows(chart) -> list[list[str]]:
+    """The rows of the chart's data table, header row first, as text."""
+    table = ET.fromstring(str(chart)).find("./details/div/table")
+    return [["".join(cell.itertext()) for cell in row] for row in table.iter("tr")]
 
 
 def elements(root: ET.Element, tag: str, css_class: str | None = None) -> list[ET.Element]:
@@ -64,8 +69,7 @@ def test_a_stacked_bar_chart_stacks_positive_values():
     root = parse(stacked_bar_chart(series, x_labels=["#1", "#2", "#3"], x_links=["/r/1", "/r/2", "/r/3"]))
     bars = elements(root, "rect", "bar")
     assert len(bars) == 5
-    assert {bar.get("fill") for bar in bars} == {"#7b1fa2", "#c62828", "#4e7ac7"}
-    assert [a.get("href") for a in elements(root, "a")] == ["/r/1", "/r/2", "/r/3"]
+    assert {bar.get("fill") for bar in bars} == {"#7b1fa2", "#c62828", "#3d66b0"}
     # the first stack: CRITICAL 1 at the bottom, HIGH 3 above it, 4 times as tall together as CRITICAL alone
     critical, high = bars[0], bars[1]
     assert float(high.get("y")) < float(critical.get("y"))
@@ -83,12 +87,32 @@ def test_text_is_escaped(builder):
     assert not list(root.iter(f"{SVG}script")) and not list(root.iter("script"))
 
 
-def test_links_and_colours_cannot_break_out_of_attributes():
-    svg = str(stacked_bar_chart([Series("a", [1], color='red" onload="alert(1)')], x_labels=["x"],
-                                x_links=['/x" onclick="alert(1)']))
-    root = parse(svg)
-    assert all(not key.startswith("on") for element in root.iter() for key in element.attrib)
-    assert elements(root, "a")[0].get("href") == '/x" onclick="alert(1)'
+def test_links_colours_and_titles_cannot_break_out_of_attributes():
+    chart = str(stacked_bar_chart([Series("a", [1], color='red" onload="alert(1)')], x_labels=["x"],
+                                  x_links=['/x" onclick="alert(1)'], title='t" onfocus="alert(1)'))
+    figure = ET.fromstring(chart)
+    assert all(not key.startswith("on") for element in figure.iter() for key in element.attrib)
+    assert figure.find(".//table//a").get("href") == '/x" onclick="alert(1)'
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_a_chart_gives_its_values_as_a_table_and_its_links_outside_the_image(builder):
+    chart = builder([Series("failed", [2, None, 1.5]), Series("passed", [10, 12, 11])], x_labels=["#1", "#2", "#3"],
+                    x_links=["/r/1", "/r/2", "/r/3"], y_unit="ms", title="Scenarios", x_name="Run")
+    figure = ET.fromstring(str(chart))
+    assert figure.find(".//table/caption").text == "Scenarios"
+    rows = data_rows(chart)
+    assert rows[0][:3] == ["Run", "failed (ms)", "passed (ms)"]
+    assert rows[1][:3] == ["#1", "2", "10"] and rows[2][:3] == ["#2", "—", "12"] and rows[3][:3] == ["#3", "1.50", "11"]
+    assert [a.get("href") for a in figure.iter("a")] == ["/r/1", "/r/2", "/r/3"]  # in the table only
+    assert not list(parse(chart).iter(f"{SVG}a"))  # nothing focusable inside the role="img"
+    box = figure.find("./div")
+    assert box.get("class") == "chart-scroll" and box.get("tabindex") == "0" and "Scenarios" in box.get("aria-label")
+
+
+def test_a_stacked_chart_table_has_the_totals():
+    chart = stacked_bar_chart([Series("HIGH", [1, 0]), Series("LOW", [2, 5])], x_labels=["#1", "#2"])
+    assert data_rows(chart) == [["Label", "HIGH", "LOW", "Total"], ["#1", "1", "2", "3"], ["#2", "0", "5", "5"]]
 
 
 @pytest.mark.parametrize("builder", BUILDERS)

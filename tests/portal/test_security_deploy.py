@@ -1,6 +1,7 @@
 """A production configuration, checked the way it runs: settings read from a fresh environment in a process of
 their own, `check --deploy`, and gunicorn and runserver serving a migrated database with DEBUG=false."""
 
+import gzip
 import json
 import os
 import re
@@ -206,7 +207,7 @@ def test_an_existing_looser_var_and_database_are_tightened_at_start(tmp_path):
     assert (mode(var_dir), mode(var_dir / "portal.sqlite3")) == (0o700, 0o600)
 
 
-def test_gunicorn_serves_styled_pages_and_the_api_docs_with_long_cached_static_files(deployed, tmp_path):
+def test_gunicorn_serves_styled_pages_and_the_api_docs_with_long_cached_compressed_static_files(deployed, tmp_path):
     var_dir, environ = deployed
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -222,6 +223,10 @@ def test_gunicorn_serves_styled_pages_and_the_api_docs_with_long_cached_static_f
         status, headers, body = get(base + css)
         assert status == 200 and b"{" in body
         assert "max-age=315360000" in headers["Cache-Control"] and "immutable" in headers["Cache-Control"]
+        status, headers, zipped = get(base + css, headers={"Accept-Encoding": "gzip"})  # compressed at collectstatic
+        assert headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped) == body
+        status, headers, zipped = get(base + "/accounts/login/", headers={"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip" and b'<html lang="en">' in gzip.decompress(zipped)
         status, _, docs = get(base + "/api/docs/")
         assert status == 200
         assets = [url for url in re.findall(r'(?:src|href)="([^"]+)"', docs.decode()) if url.startswith("/static/")]

@@ -167,3 +167,11 @@ def test_a_report_that_failed_to_parse_is_not_handed_out_its_secrets_unmasked(cl
     page = client.get(report.get_absolute_url()).content.decode()
     assert reverse("report-download", args=[report.pk]) not in page
     assert "a failed report keeps its error, not its raw file" in page and "ends too early" in page
+
+
+def test_a_raw_report_is_downloaded_as_stored_even_by_a_client_that_accepts_gzip(client, users, trivy_report):
+    client.force_login(users.developer)
+    response = client.get(reverse("report-download", args=[trivy_report.pk]), HTTP_ACCEPT_ENCODING="gzip")
+    assert "Content-Encoding" not in response  # streamed as stored, with its length: pages only are compressed
+    with trivy_report.file.open("rb") as stored:
+        assert b"".join(response.streaming_content) == stored.read()

@@ -1,0 +1,97 @@
+"""Every page kind for everyone: axe-core finds no serious or critical WCAG 2.1 A/AA violation, at a laptop's
+1280 px and a phone's 375 px, and the page itself never scrolls sideways (wide tables and charts scroll inside
+their own focusable box). Screenshots at both widths go to var/screenshots."""
+
+import pytest
+from django.utils import timezone
+
+from deliveries.models import PipelineRun, RunStatus, StageStatus
+from scanners.models import Report, ReportKind
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WIDTHS = [(1280, 800), (375, 740)]
+
+# What sticks out past the right edge of the window, outside the boxes that scroll on purpose; and the charts
+# drawn smaller than 80% of their size (their 10 px labels below 8 px).
+OVERFLOW = """() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+    wide: [...document.querySelectorAll('body *')]
+      .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+      .filter(el => !el.closest('.table-scroll, .chart-scroll'))
+      .slice(0, 5).map(el => el.tagName + '.' + el.className + ' ' + (el.textContent || '').slice(0, 40)),
+    shrunk: [...document.querySelectorAll('svg.chart')]
+      .filter(svg => svg.getBoundingClientRect().width < 0.79 * svg.width.baseVal.value)
+      .map(svg => svg.getAttribute('aria-label'))})"""
+
+
+@pytest.fixture
+def page(browser):
+    # axe is added as an inline script, which the Content-Security-Policy refuses: this context bypasses it
+    # (tests/browser/test_security_csp.py checks the pages under the policy).
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def page_kinds(demo):
+    """Every kind of page a signed-in user opens, on the demo history, with a queued and a running run."""
+    project, run = demo
+    queued = PipelineRun.objects.create(project=project, branch="dev", status=RunStatus.QUEUED)
+    running = PipelineRun.objects.create(project=project, branch="dev", build_number=9001, status=RunStatus.RUNNING,
+                                         commit_sha="0123456789abcdef0123456789abcdef01234567",
+                                         started_at=timezone.now())
+    running.stages.create(name="Lint", order=1, status=StageStatus.SUCCESS, started_at=running.started_at,
+                          finished_at=timezone.now())
+    running.stages.create(name="Build images", order=2, status=StageStatus.RUNNING, started_at=timezone.now())
+    slug = project.slug
+    pages = {
+        "home": "/",
+        "project": f"/projects/{slug}/",
+        "run-queued": queued.get_absolute_url(),
+        "run-running": running.get_absolute_url(),
+        "run-finished": run.get_absolute_url(),
+        "run-security": f"{run.get_absolute_url()}security/",
+        "run-performance": f"{run.get_absolute_url()}performance/",
+        "run-attacks": f"{run.get_absolute_url()}attacks/",
+        "project-security": f"/projects/{slug}/security/",
+        "project-performance": f"/projects/{slug}/performance/",
+        "project-attacks": f"/projects/{slug}/attacks/",
+        "dora": f"/projects/{slug}/dora/?days=90",
+        "not-found": f"/projects/{slug}/runs/999999/",
+    }
+    for kind in ReportKind.values:
+        report = Report.objects.filter(run=run, kind=kind).first()
+        pages[f"report-{kind}"] = report.get_absolute_url()
+    return pages
+
+
+def audit(page, axe, name: str, width: int, screenshot) -> list[str]:
+    problems = [f"{name}: {violation}" for violation in axe(page)]
+    overflow = page.evaluate(OVERFLOW)
+    if overflow["scroll"] > overflow["inner"]:
+        problems.append(f"{name}: scrolls sideways ({overflow['scroll']} > {overflow['inner']} px): {overflow['wide']}")
+    problems += [f"{name}: chart too small to read: {label}" for label in overflow["shrunk"]]
+    screenshot(f"{name}-{width}")
+    return problems
+
+
+@pytest.mark.parametrize("width,height", WIDTHS, ids=["laptop", "phone"])
+def test_every_page_kind_is_accessible_and_fits_the_window(
+    page, live_server, users, signed_in, page_kinds, axe, screenshot, width, height
+):
+    page.set_viewport_size({"width": width, "height": height})
+    problems = []
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".opblock")
+    problems += audit(page, axe, "api-docs", width, screenshot)
+    page.goto(f"{live_server.url}/accounts/login/")
+    problems += audit(page, axe, "login", width, screenshot)
+    signed_in()
+    for name, path in page_kinds.items():
+        page.goto(live_server.url + path)
+        assert page.locator("h1").count() == 1, name
+        problems += audit(page, axe, name, width, screenshot)
+    assert not problems, "\n".join(problems)
