@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("deliveries.urls")),
     path("", include("scanners.urls")),
     path("", include("promotions.urls")),
+    path("", include("environments.stack_urls")),
     path("healthz", views.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
