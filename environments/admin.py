@@ -81,7 +81,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
 @admin.register(Host)
 class HostAdmin(admin.ModelAdmin):
-    list_display = ["name", "environment", "address", "ec2_instance_id"]
+    list_display = ["name", "environment", "address", "ec2_instance_id", "ec2_state"]
     list_filter = ["environment"]
     search_fields = ["name", "address", "ec2_instance_id"]
     list_select_related = ["environment"]
