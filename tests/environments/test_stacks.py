@@ -200,3 +200,27 @@ def test_it_turns_aws_errors_into_sentences():
     for error, words in cases:
         with pytest.raises(aws.AwsError, match=words), aws.speaking("Stack s"):
             raise error
+
+
+def test_it_follows_a_stack_in_progress_without_waiting_and_refuses_to_start_another(
+        client, users, staging, monkeypatch, django_capture_on_commit_callbacks):
+    """AWS takes minutes where moto answers at once: the refresh schedules itself again, a bounded number of times."""
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    busy = aws.StackState(stack_id="arn:stack/portal-staging/1", status="UPDATE_IN_PROGRESS", status_reason="",
+                          outputs={}, events=[aws.Event("e-1", timezone.now(), "WebInstance1", "AWS::EC2::Instance",
+                                                        "UPDATE_IN_PROGRESS", "")], instance_ids=[])
+    monkeypatch.setattr(aws, "describe_stack", lambda **kwargs: busy)
+    with django_capture_on_commit_callbacks(execute=True):
+        stacks.refresh_stack(staging.pk)
+    (follow,) = Schedule.objects.filter(func="environments.tasks.refresh_stack")
+    assert follow.args == f"({staging.pk}, 1)" and follow.repeats == 1 and follow.next_run > timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        stacks.refresh_stack(staging.pk, stacks.FOLLOW_ATTEMPTS)
+    assert Schedule.objects.filter(func="environments.tasks.refresh_stack").count() == 1  # gives up, by hand now
+
+    client.force_login(users.operator)
+    response = client.post(reverse("environment-stack-apply", args=[staging.slug]))
+    assert response.status_code == 409 and "is busy (UPDATE_IN_PROGRESS)" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="stack.apply_requested").exists()
