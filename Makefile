@@ -33,13 +33,15 @@ run: venv var/secret_key var/admin_password var/demo_password
 	echo "  Admin:   admin / $$(cat var/admin_password)"; \
 	echo "  Demo users (developer, techlead, operator): dana.dev, tom.lead, olga.ops / $$(cat var/demo_password)"; \
 	export SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}"; \
-	jenkins=""; worker=""; \
+	jenkins=""; workers=""; \
 	stop_background() { \
 		if [ -n "$$jenkins" ]; then kill "$$jenkins" 2>/dev/null || true; fi; \
-		[ -n "$$worker" ] || return 0; \
-		kill -TERM -- "-$$worker" 2>/dev/null; \
-		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- "-$$worker" 2>/dev/null || return 0; sleep 1; done; \
-		kill -KILL -- "-$$worker" 2>/dev/null; return 0; \
+		for worker in $$workers; do kill -TERM -- "-$$worker" 2>/dev/null || true; done; \
+		for _ in 1 2 3 4 5 6 7 8 9 10; do \
+			alive=""; for worker in $$workers; do kill -0 -- "-$$worker" 2>/dev/null && alive="$$alive $$worker"; done; \
+			workers="$$alive"; [ -n "$$workers" ] || return 0; sleep 1; \
+		done; \
+		for worker in $$workers; do kill -KILL -- "-$$worker" 2>/dev/null || true; done; return 0; \
 	}; \
 	trap 'stop_background' EXIT; trap 'exit 0' INT TERM; \
 	if [ -z "$${JENKINS_URL:-}" ]; then \
@@ -52,8 +54,9 @@ run: venv var/secret_key var/admin_password var/demo_password
 		echo "  Jenkins: $$JENKINS_URL"; \
 	fi; \
 	echo ""; \
-	setsid $(PY) manage.py qcluster & worker=$$!; \
-	( sleep 3; $(PY) manage.py check_worker --timeout 60 ) & \
+	setsid $(PY) manage.py qcluster & workers="$$!"; \
+	Q_CLUSTER_NAME=ingest setsid $(PY) manage.py qcluster & workers="$$workers $$!"; \
+	( sleep 3; $(PY) manage.py check_worker --timeout 60; $(PY) manage.py check_worker --cluster ingest --timeout 60 ) & \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 # A Django shell (or any command: `make shell CMD="showmigrations"`) with the settings `make run` uses.

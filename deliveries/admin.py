@@ -21,9 +21,10 @@ from deliveries.models import (
     Stage,
     Waiver,
 )
+from portal.admin_lists import GarbageTolerantChangeList
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     """Rows that only the portal's services write (each change audited): the admin shows them, nothing more."""
 
     def has_add_permission(self, request):
@@ -75,7 +76,7 @@ class ProjectAdminForm(forms.ModelForm):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     form = ProjectAdminForm
     list_display = ["name", "slug", "gitlab_project_path", "jenkins_job_path", "dev_branch", "release_branch",
                     "runs_on_push", "has_gitlab_webhook_secret"]
@@ -120,7 +121,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectToken)
-class ProjectTokenAdmin(admin.ModelAdmin):
+class ProjectTokenAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["project"]
     # Revoked by the action only, which audits it; a revoked token stays (deleting it would hide who held it).
@@ -158,7 +159,7 @@ class ArtifactInline(admin.TabularInline):
 
 
 @admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
+class PipelineRunAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["__str__", "project", "branch", "short_sha", "status", "trigger", "started_at", "finished_at"]
     list_filter = ["status", "trigger", "project", "branch"]
     search_fields = ["commit_sha", "commit_title", "commit_author", "build_number"]
@@ -169,7 +170,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stage)
-class StageAdmin(admin.ModelAdmin):
+class StageAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["name", "run", "order", "status", "started_at", "finished_at"]
     list_filter = ["status", "name"]
     search_fields = ["name", "log_excerpt"]
@@ -178,7 +179,7 @@ class StageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Artifact)
-class ArtifactAdmin(admin.ModelAdmin):
+class ArtifactAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["repository", "tag", "digest", "run"]
     search_fields = ["repository", "tag", "digest"]
     list_select_related = ["run__project"]
@@ -191,7 +192,7 @@ class GateConditionInline(admin.TabularInline):
 
 
 @admin.register(QualityGate)
-class QualityGateAdmin(admin.ModelAdmin):
+class QualityGateAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "is_active"]
     list_select_related = ["project"]
     inlines = [GateConditionInline]
@@ -239,7 +240,7 @@ class PromotionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GitLabHookDelivery)
-class GitLabHookDeliveryAdmin(admin.ModelAdmin):
+class GitLabHookDeliveryAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     """What GitLab delivered and what the portal did with it: written by the webhook only."""
 
     list_display = ["received_at", "project", "event", "key", "outcome"]

@@ -13,7 +13,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +22,8 @@ from deliveries.api_auth import ProjectTokenAuthentication
 from deliveries.serializers import (
     ArtifactInSerializer,
     ArtifactWithRunOutSerializer,
+    CheckInSerializer,
+    CheckOutSerializer,
     DeploymentInSerializer,
     DeploymentOutSerializer,
     ErrorSerializer,
@@ -34,12 +36,16 @@ from deliveries.serializers import (
     StageInSerializer,
     StageWithRunOutSerializer,
     artifact_payload,
+    check_payload,
     deployment_payload,
     report_payload,
     run_payload,
     stage_payload,
 )
+from environments import availability
 from environments import services as environment_services
+from portal.parsers import JSONParser
+from portal.throttles import LimitFailedAuthentication
 from promotions import services as promotion_services
 from scanners import services as scanner_services
 
@@ -115,7 +121,16 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def callback_error(exc: services.CallbackError) -> ValidationError:
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The callback contradicts what the portal knows."
+    default_code = "conflict"
+
+
+def callback_error(exc: services.CallbackError) -> APIException:
+    """400 naming the field; 409 naming each field that contradicts what the portal knows."""
+    if isinstance(exc, services.CallbackConflict):
+        return Conflict({name: [message] for name, message in exc.fields.items()})
     return ValidationError({exc.field: [exc.message]})
 
 
@@ -124,6 +139,11 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Missing, invalid or revoked token"),
     404: OpenApiResponse(ErrorSerializer, description="No such project for this token (or no such run)"),
 }
+TOO_MANY_FAILURES = OpenApiResponse(
+    ErrorSerializer, description="Too many refused tokens from this address (API_AUTH_FAILURE_RATE): see Retry-After")
+IDENTITY_CONFLICT = OpenApiResponse(
+    description="Contradicts a finished run's branch, commit or build URL (audited; nothing changed): the body "
+                "names each field")
 BUILD_NUMBER = OpenApiParameter("build_number", int, OpenApiParameter.PATH, description="Jenkins build number")
 SLUG = OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The project's slug")
 
@@ -139,7 +159,7 @@ class RunsView(CallbackView):
         summary="Create or update a run by build number",
         parameters=[SLUG],
         request=RunInSerializer,
-        responses={201: RunOutSerializer, 200: RunOutSerializer, **ERRORS},
+        responses={201: RunOutSerializer, 200: RunOutSerializer, 409: IDENTITY_CONFLICT, **ERRORS},
     )
     def post(self, request, slug):
         project = project_of(request, slug)
@@ -287,7 +307,28 @@ class DeploymentsView(CallbackView):
         return Response(deployment_payload(deployment, build_number=build_number), status=201 if created else 200)
 
 
-class JenkinsNotificationView(CallbackView):
+class ChecksView(CallbackView):
+    @extend_schema(
+        operation_id="record_check",
+        summary="Record an availability check of the project in an environment",
+        description="Jenkins' availability stage reports what it found; the check is kept with the portal's own, "
+                    "against what the project runs there now.",
+        parameters=[SLUG],
+        request=CheckInSerializer,
+        responses={201: CheckOutSerializer, **ERRORS},
+    )
+    def post(self, request, slug):
+        project = project_of(request, slug)
+        data = validated(CheckInSerializer, request.data)
+        check = availability.record_reported_check(
+            project=project, environment=data["environment"], url=data["url"],
+            result=availability.Probe(ok=data["ok"], status_code=data.get("status_code"),
+                                      latency_ms=data.get("latency_ms"), error=data.get("error") or ""),
+        )
+        return Response(check_payload(check), status=201)
+
+
+class JenkinsNotificationView(LimitFailedAuthentication, CallbackView):
     authentication_classes = [NotificationTokenAuthentication]
     parser_classes = [JSONParser]
 
@@ -301,6 +342,9 @@ class JenkinsNotificationView(CallbackView):
             200: NotificationOutSerializer,
             400: OpenApiResponse(description="Malformed JSON, or no build number or phase"),
             401: ERRORS[401],
+            429: TOO_MANY_FAILURES,
+            409: OpenApiResponse(description="About another Jenkins job than the project's (`name`), or contradicts "
+                                             "a finished run's branch, commit or build URL (audited); nothing changed"),
         },
     )
     def post(self, request):

@@ -21,6 +21,7 @@ urlpatterns = [
     path(run + "artifacts/", api.api_view(api.ArtifactsView), name="api-artifacts"),
     path(run + "reports/", api.api_view(api.ReportsView), name="api-reports"),
     path(run + "deployments/", api.api_view(api.DeploymentsView), name="api-deployments"),
+    path(project + "checks/", api.api_view(api.ChecksView), name="api-checks"),
     path("v1/hooks/jenkins-notification/", api.api_view(api.JenkinsNotificationView), name="api-jenkins-notification"),
     path("v1/hooks/gitlab/", gitlab_hook_view, name="api-gitlab-hook"),
 ]

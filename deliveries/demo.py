@@ -132,7 +132,7 @@ def ensure_environments() -> dict[str, Environment]:
                 "tier": tier,
                 "order": order,
                 "requires_approval": requires_approval,
-                "health_url": f"https://{name}.shop.example.com/healthz",
+                "health_url": f"https://{{project}}.{name}.shop.example.com/healthz",  # one service per project
                 "docker_host_url": f"ssh://deploy@{name}-1.shop.example.com",
                 "registry": REGISTRY,
                 "aws_region": "eu-west-1",
@@ -394,23 +394,28 @@ def seed_promotions(project: Project, runs: list[PipelineRun]) -> None:
 
 
 def seed_checks(environments: dict[str, Environment]) -> None:
-    """A short health history per environment, the newest healthy; made once."""
+    """A short health history of every project deployed in each environment, the newest healthy; made once. (The
+    demo's hosts do not exist: once the worker runs, the schedule's real checks of them fail, as they would.)"""
     for order, environment in enumerate(environments.values()):
         if environment.checks.exists():
             continue
         now = timezone.now().replace(second=0, microsecond=0)
         rows = []
-        for minutes in range(0, 120, 10):
-            failing = environment.tier == Tier.PRODUCTION and minutes == 60
-            rows.append(
-                AvailabilityCheck(
-                    environment=environment,
-                    url=environment.health_url,
-                    status_code=502 if failing else 200,
-                    latency_ms=40.0 + order * 7 + (minutes % 30),
-                    ok=not failing,
-                    error="Bad Gateway" if failing else "",
-                    checked_at=now - timedelta(minutes=minutes),
+        serving = Deployment.objects.current_per_environment().filter(environment=environment)
+        for deployment in serving.select_related("project"):
+            for minutes in range(0, 120, 10):
+                failing = environment.tier == Tier.PRODUCTION and minutes == 60
+                rows.append(
+                    AvailabilityCheck(
+                        environment=environment,
+                        project_id=deployment.project_id,
+                        deployment=deployment,
+                        url=environment.health_url_for(deployment.project),
+                        status_code=502 if failing else 200,
+                        latency_ms=40.0 + order * 7 + (minutes % 30),
+                        ok=not failing,
+                        error="HTTP 502 Bad Gateway" if failing else "",
+                        checked_at=now - timedelta(minutes=minutes),
+                    )
                 )
-            )
         AvailabilityCheck.objects.bulk_create(rows)

@@ -8,7 +8,8 @@ Definitions (as the Four Keys project states them, applied to this portal's reco
 - Change failure rate: share of production deployments followed by a failure (the deployment failed, a
   production availability check failed while it ran) or by a rollback.
 - Time to restore: from a failed production deployment or a failing production availability check to the next
-  healthy production state (a successful deployment or rollback, or a passing check).
+  healthy production state (a successful deployment or rollback, or a passing check). An automatic rollback is
+  recorded as the failure is, so its restore is immediate: the previous version never stopped serving for long.
 Bands follow the 2021 Accelerate State of DevOps report, made contiguous so that every value has one.
 """
 
@@ -162,7 +163,9 @@ def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKe
     )
     checks = list(
         AvailabilityCheck.objects.filter(environment__tier=Tier.PRODUCTION, checked_at__gte=start, checked_at__lt=end)
-        .filter(Q(deployment__project=project) | Q(deployment__isnull=True))
+        # the project's checks; older checks name no project, only (at most) the deployment they probed
+        .filter(Q(project=project) | Q(project__isnull=True, deployment__project=project)
+                | Q(project__isnull=True, deployment__isnull=True))
         .order_by("checked_at")
         .values_list("checked_at", "ok", "deployment_id")
     )

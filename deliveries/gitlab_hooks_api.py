@@ -10,13 +10,14 @@ from django.contrib.auth.decorators import login_not_required
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deliveries import gitlab_hooks
 from deliveries.gitlab_hooks import HookError
+from portal.parsers import JSONParser
+from portal.throttles import LimitFailedAuthentication
 
 OUTCOME = inline_serializer("GitLabHookOutcome", fields={
     "status": serializers.ChoiceField(choices=["triggered", "synced", "ignored", "duplicate"]),
@@ -35,7 +36,7 @@ def header(name: str, description: str, *, required: bool = False) -> OpenApiPar
     return OpenApiParameter(name, str, OpenApiParameter.HEADER, required=required, description=description)
 
 
-class GitLabHookView(APIView):
+class GitLabHookView(LimitFailedAuthentication, APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser]
@@ -61,6 +62,8 @@ class GitLabHookView(APIView):
             202: OpenApiResponse(OUTCOME, description="An event kind the portal does not handle: ignored"),
             400: OpenApiResponse(description="Malformed JSON or payload: the body names the field"),
             401: OpenApiResponse(description="Missing or wrong X-Gitlab-Token, or no project at that path"),
+            429: OpenApiResponse(description="Too many refused secrets from this address (API_AUTH_FAILURE_RATE): "
+                                             "see Retry-After"),
         },
     )
     def post(self, request):

@@ -90,6 +90,9 @@ class ProjectToken(models.Model):
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "dp" or len(parts[1]) != cls.PREFIX_LENGTH:
             return None
+        # Only what `issue` makes reaches the database: a NUL in a query parameter is a 500 on PostgreSQL.
+        if any(char not in "0123456789abcdef" for char in parts[1]):
+            return None
         return parts[1]
 
     def matches(self, token: str) -> bool:

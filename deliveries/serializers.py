@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from deliveries.models import RunStatus, StageStatus
 from environments.models import DeploymentStatus, Environment
+from portal import inputs
 from scanners.models import ReportKind
 
 # Limits of the columns the values go to: refused with a 400 rather than a database error (PostgreSQL).
@@ -74,8 +75,29 @@ def choice_out(choices, **kwargs) -> serializers.ChoiceField:
     return field_class(choices=choices, **kwargs)
 
 
+class IntegerField(serializers.IntegerField):
+    """DRF's, taking ASCII digits only when given text (DRF's would take "٣" as 3): portal.inputs' rule."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not inputs.is_ascii_number(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MillisecondsField(IntegerField):
+    """Milliseconds, at most portal.inputs.LONGEST_DURATION_MS (a longer one would overflow a moment)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(min_value=0, max_value=inputs.LONGEST_DURATION_MS, **kwargs)
+
+
 class TimestampField(serializers.DateTimeField):
-    """An ISO 8601 date-time; also an integer of milliseconds since the epoch (Jenkins' `startTimeInMillis`)."""
+    """An ISO 8601 date-time; also an integer of milliseconds since the epoch (Jenkins' `startTimeInMillis`).
+    Between 1970 and 2999 (portal.inputs)."""
+
+    default_error_messages = {"out_of_range": f"Must be {inputs.MOMENT_RANGE}."}
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
@@ -84,8 +106,12 @@ class TimestampField(serializers.DateTimeField):
 
     def to_internal_value(self, value):
         if isinstance(value, int) and not isinstance(value, bool):
-            return millis_to_datetime(value, self)
-        return super().to_internal_value(value)
+            moment = millis_to_datetime(value, self)
+        else:
+            moment = super().to_internal_value(value)
+        if not inputs.moment_in_range(moment):
+            self.fail("out_of_range")
+        return moment
 
 
 def millis_to_datetime(value: int, field: serializers.Field | None = None) -> datetime:
@@ -158,7 +184,7 @@ def text(max_length: int, **kwargs) -> serializers.CharField:
 
 
 class RunInSerializer(StrictSerializer):
-    build_number = serializers.IntegerField(min_value=1, max_value=MAX_INT)
+    build_number = IntegerField(min_value=1, max_value=MAX_INT)
     branch = text(255)
     commit_sha = text(64)
     commit_title = TruncatedCharField(keep=500)
@@ -167,8 +193,8 @@ class RunInSerializer(StrictSerializer):
     started_at = TimestampField()
     finished_at = TimestampField()
     build_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
-    queue_id = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, required=False, allow_null=True)
-    portal_run_id = serializers.IntegerField(
+    queue_id = IntegerField(min_value=0, max_value=MAX_BIGINT, required=False, allow_null=True)
+    portal_run_id = IntegerField(
         min_value=1, max_value=MAX_BIGINT, required=False, allow_null=True,
         help_text="Id of the run the portal triggered (Jenkins parameter PORTAL_RUN_ID): this build is attached to it",
     )
@@ -177,10 +203,10 @@ class RunInSerializer(StrictSerializer):
 class StageInSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     status = status_field(choices=StageStatus.choices)
-    order = serializers.IntegerField(min_value=0, max_value=MAX_SMALLINT, required=False)
+    order = IntegerField(min_value=0, max_value=MAX_SMALLINT, required=False)
     started_at = TimestampField()
     finished_at = TimestampField()
-    duration_ms = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, required=False, allow_null=True)
+    duration_ms = MillisecondsField()
     log_excerpt = TruncatedCharField(
         keep=LOG_EXCERPT_CHARS, tail=True, help_text="Only the last 10,000 characters are kept"
     )
@@ -237,6 +263,15 @@ class DeploymentInSerializer(StrictSerializer):
         return attrs
 
 
+class CheckInSerializer(StrictSerializer):
+    environment = serializers.SlugRelatedField(slug_field="slug", queryset=Environment.objects.all())
+    url = serializers.URLField(max_length=500, help_text="The URL that was probed")
+    ok = serializers.BooleanField(help_text="Whether the service was available")
+    status_code = serializers.IntegerField(min_value=100, max_value=599, required=False, allow_null=True)
+    latency_ms = serializers.FloatField(min_value=0, required=False, allow_null=True)
+    error = TruncatedCharField(keep=500, help_text="Why it was not available; cut to 500 characters")
+
+
 class NotificationScmSerializer(serializers.Serializer):
     url = serializers.CharField(required=False)
     branch = serializers.CharField(required=False, help_text="origin/dev or refs/heads/dev: recorded as dev")
@@ -247,10 +282,10 @@ class NotificationScmSerializer(serializers.Serializer):
 
 class NotificationBuildSerializer(serializers.Serializer):
     full_url = serializers.URLField(required=False)
-    number = serializers.IntegerField(min_value=1)
-    queue_id = serializers.IntegerField(required=False)
-    timestamp = serializers.IntegerField(required=False, help_text="Milliseconds since the epoch")
-    duration = serializers.IntegerField(required=False, help_text="Milliseconds")
+    number = IntegerField(min_value=1)
+    queue_id = IntegerField(required=False)
+    timestamp = IntegerField(required=False, help_text="Milliseconds since the epoch")
+    duration = IntegerField(required=False, help_text="Milliseconds")
     phase = serializers.ChoiceField(choices=["QUEUED", "STARTED", "COMPLETED", "FINALIZED", "NONE"])
     status = choice_out(
         ["SUCCESS", "FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT"], required=False,
@@ -344,6 +379,20 @@ class DeploymentOutSerializer(serializers.Serializer):
     replaced = serializers.IntegerField(allow_null=True, help_text="Id of the deployment this one took over from")
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class CheckOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    environment = serializers.SlugField()
+    url = serializers.CharField()
+    ok = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField()
+    failures_in_a_row = serializers.IntegerField(help_text="Failing checks in a row of the project there, this one "
+                                                           "included")
+    deployment = serializers.IntegerField(allow_null=True, help_text="Id of the deployment running there")
+    checked_at = serializers.DateTimeField()
 
 
 class NotificationOutSerializer(serializers.Serializer):
@@ -441,4 +490,19 @@ def deployment_payload(deployment, *, build_number: int) -> dict:
         "replaced": deployment.replaced_id,
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
+    }
+
+
+def check_payload(check) -> dict:
+    return {
+        "id": check.pk,
+        "environment": check.environment.slug,
+        "url": check.url,
+        "ok": check.ok,
+        "status_code": check.status_code,
+        "latency_ms": check.latency_ms,
+        "error": check.error,
+        "failures_in_a_row": check.failures_in_a_row,
+        "deployment": check.deployment_id,
+        "checked_at": iso(check.checked_at),
     }

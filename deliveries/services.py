@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -39,10 +40,13 @@ from deliveries.models import (
     StageStatus,
 )
 from deliveries.statuses import RUN_ORDER, STAGE_ORDER
+from portal.inputs import DURATION_RANGE, MOMENT_RANGE, ascii_int, duration_in_range, moment_in_range
 
 MAX_BUILD_NUMBER = 2_147_483_647
 LOG_EXCERPT_CHARS = 10_000
 RUN_TEXT_FIELDS = ("branch", "commit_sha", "commit_title", "commit_author", "build_url")
+# What a finished run was built from and where: set once known, never changed afterwards by a callback.
+RUN_IDENTITY_FIELDS = ("branch", "commit_sha", "build_url")
 
 
 class CallbackError(ValueError):
@@ -51,6 +55,16 @@ class CallbackError(ValueError):
     def __init__(self, field: str, message: str):
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
+
+
+class CallbackConflict(CallbackError):
+    """A callback that contradicts what the portal knows (another job's build, a finished run's identity):
+    refused, nothing changed. `fields` maps each offending input to why."""
+
+    def __init__(self, fields: dict[str, str]):
+        self.fields = fields
+        field, message = next(iter(fields.items()))
+        super().__init__(field, message)
 
 
 def actor_label_of(token: ProjectToken) -> str:
@@ -234,6 +248,33 @@ def absorb(duplicate: PipelineRun, *, into: PipelineRun) -> None:
     duplicate.delete()
 
 
+def identity_contradictions(run: PipelineRun, fields: dict) -> dict[str, dict]:
+    """The identity fields of a finished run that `fields` would change: {name: {"kept", "refused"}}. Filling
+    in a blank is no contradiction; a commit differing only in case is the same commit."""
+    if not run.is_finished:
+        return {}
+    contradicted = {}
+    for name in RUN_IDENTITY_FIELDS:
+        kept, given = getattr(run, name), fields.get(name)
+        if not kept or not given:
+            continue
+        given = normalise_branch(given) if name == "branch" else given
+        if (kept.lower() != given.lower()) if name == "commit_sha" else (kept != given):
+            contradicted[name] = {"kept": kept, "refused": given}
+    return contradicted
+
+
+def refuse_identity_change(*, run: PipelineRun, contradicted: dict, actor_label: str) -> CallbackConflict:
+    """Audit a callback that tried to rewrite a finished run's identity (in a transaction of its own: the
+    callback's own was rolled back) and return the error to raise."""
+    audit(project_id=run.project_id, actor_label=actor_label, action="run.identity_refused", target=run,
+          data={"build_number": run.build_number, "status": run.status, "refused": contradicted})
+    return CallbackConflict({
+        name: f"this run has finished with {name} {values['kept']!r}: it cannot become {values['refused']!r}"
+        for name, values in contradicted.items()
+    })
+
+
 def upsert_run(
     *, project: Project, build_number: int, fields: dict, actor_label: str,
     adjust: Callable[[PipelineRun, dict], dict] | None = None,
@@ -243,6 +284,8 @@ def upsert_run(
     `fields`: branch, commit_sha, commit_title, commit_author, status, started_at, finished_at, build_url,
     queue_id, portal_run_id (attach this build to the portal's run), duration_ms (finished_at from the known
     start). `adjust(run, fields)`, if given, may rewrite the fields once the current run is known and locked.
+    Raises CallbackConflict, having changed nothing but the audit log, when the fields contradict a finished
+    run's identity (branch, commit, build URL).
     """
     fields = {key: value for key, value in fields.items() if key != "build_number"}
     portal_run_id = fields.pop("portal_run_id", None)
@@ -253,6 +296,9 @@ def upsert_run(
                 run, created, notes = claim_run(project=project, build_number=build_number,
                                                 portal_run_id=portal_run_id)
                 run_fields = adjust(run, fields) if adjust else fields
+                contradicted = identity_contradictions(run, run_fields)
+                if contradicted:
+                    raise IdentityContradicted(run, contradicted)
                 if created:
                     run.status = run_fields.get("status") or RunStatus.RUNNING
                     merge_run(run, run_fields, now=now)
@@ -272,7 +318,17 @@ def upsert_run(
             # A concurrent first callback inserted this build number (or the portal run's) meanwhile.
             if attempt == 2:
                 raise
+        except IdentityContradicted as exc:  # rolled back: anything claim_run did is undone too
+            raise refuse_identity_change(run=exc.run, contradicted=exc.contradicted,
+                                         actor_label=actor_label) from None
     raise AssertionError("unreachable")
+
+
+class IdentityContradicted(Exception):
+    """Inside upsert_run only: leaves its transaction so that the refusal is audited after the rollback."""
+
+    def __init__(self, run: PipelineRun, contradicted: dict):
+        self.run, self.contradicted = run, contradicted
 
 
 def get_run(*, project: Project, build_number: int) -> PipelineRun | None:
@@ -436,35 +492,61 @@ class Notification:
     branch: str = ""
     commit_sha: str = ""
     portal_run_id: int | None = None
+    job_paths: tuple[str, ...] = ()  # the job's folder/name path, as each URL of the message gives it
     extra: dict = field(default_factory=dict)
 
 
-def as_int(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
 def parse_timestamp(value) -> datetime | None:
-    """Milliseconds since the epoch (the plugin's `long`), or an ISO 8601 string (its 1.x versions)."""
-    millis = as_int(value)
+    """Milliseconds since the epoch (the plugin's `long`), or an ISO 8601 string (its 1.x versions); None when
+    it is neither. Raises CallbackError for a moment outside portal.inputs' range."""
+    millis = ascii_int(value)
     if millis is not None:
         if millis <= 0:
             return None
         try:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+            moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
+            moment = None
+    elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             return None
-        return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+        moment = moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+    else:
+        return None
+    if moment is None or not moment_in_range(moment):
+        raise CallbackError("build.timestamp", f"must be {MOMENT_RANGE}")
+    return moment
+
+
+def job_path_in_url(url) -> str | None:
+    """`job/delivery/job/shop/` (the job's `url`), `job/delivery/job/shop/18/` (the build's) or a full URL with
+    that inside -> `delivery/shop`; None when the URL names no job."""
+    if not isinstance(url, str):
+        return None
+    path = urlsplit(url.strip()).path if "://" in url else url.strip()
+    parts = path.strip("/").split("/")
+    if "job" not in parts:
+        return None
+    parts = parts[parts.index("job"):]
+    names = []
+    while len(parts) >= 2 and parts[0] == "job":
+        names.append(unquote(parts[1]))
+        parts = parts[2:]
+    return "/".join(names) or None
+
+
+def job_mismatch(event: Notification, job_path: str) -> str | None:
+    """Why the message is not about the Jenkins job `job_path` (its name or a URL names another), or None."""
+    job_path = job_path.strip("/")
+    for named in event.job_paths:
+        if named != job_path:
+            return f"this message is about the Jenkins job {named!r}; this project's job is {job_path!r}"
+    if event.job and event.job != job_path.rsplit("/", 1)[-1] and event.job != job_path:
+        return f"this message is about the Jenkins job {event.job!r}; this project's job is {job_path!r}"
+    if not event.job and not event.job_paths:
+        return f"this message names no Jenkins job; this project's job is {job_path!r}"
     return None
 
 
@@ -483,7 +565,7 @@ def parse_notification(payload) -> Notification:
     build = payload.get("build")
     if not isinstance(build, dict):
         raise CallbackError("build", "expected an object")
-    number = as_int(build.get("number"))
+    number = ascii_int(build.get("number"))
     if number is None or not 1 <= number <= MAX_BUILD_NUMBER:
         raise CallbackError("build.number", f"expected a build number between 1 and {MAX_BUILD_NUMBER}")
     phase = build.get("phase")
@@ -491,14 +573,17 @@ def parse_notification(payload) -> Notification:
         raise CallbackError("build.phase", f"expected one of {', '.join(sorted(NOTIFICATION_PHASES))}")
     status = build.get("status")
     status = JENKINS_RESULTS.get(status.upper()) if isinstance(status, str) else None
-    duration = as_int(build.get("duration"))
-    queue_id = as_int(build.get("queue_id"))
+    duration = ascii_int(build.get("duration"))
+    if duration is not None and not duration_in_range(duration):
+        raise CallbackError("build.duration", f"must be {DURATION_RANGE}")
+    queue_id = ascii_int(build.get("queue_id"))
     build_url = text_of(build.get("full_url"), 500)
     if not build_url.startswith(("http://", "https://")):
         build_url = ""
     scm = build.get("scm") if isinstance(build.get("scm"), dict) else {}
     parameters = build.get("parameters") if isinstance(build.get("parameters"), dict) else {}
     commit = text_of(scm.get("commit"), 64)
+    urls = (payload.get("url"), build.get("url"), build.get("full_url"))
     return Notification(
         job=text_of(payload.get("name"), 200),
         build_number=number,
@@ -510,7 +595,8 @@ def parse_notification(payload) -> Notification:
         build_url=build_url,
         branch=normalise_branch(text_of(scm.get("branch"), 255)),
         commit_sha=commit if all(c in "0123456789abcdefABCDEF" for c in commit) else "",
-        portal_run_id=as_int(parameters.get("PORTAL_RUN_ID")) or None,
+        portal_run_id=ascii_int(parameters.get("PORTAL_RUN_ID")) or None,
+        job_paths=tuple(path for path in map(job_path_in_url, urls) if path),
     )
 
 
@@ -546,8 +632,12 @@ def notification_fields(event: Notification, run: PipelineRun) -> dict:
 
 def apply_notification(*, project: Project, payload, actor_label: str) -> PipelineRun:
     """Apply a Jenkins Notification plugin message to the run of its build. Raises CallbackError when the
-    message cannot be understood."""
+    message cannot be understood, CallbackConflict when it is about another job than the project's (if it has
+    one) or contradicts a finished run."""
     event = parse_notification(payload)
+    mismatch = job_mismatch(event, project.jenkins_job_path) if project.jenkins_job_path else None
+    if mismatch:
+        raise CallbackConflict({"name": mismatch})
     base = {"portal_run_id": event.portal_run_id}
     run, _ = upsert_run(
         project=project, build_number=event.build_number, fields=base, actor_label=actor_label,

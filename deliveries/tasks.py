@@ -4,8 +4,14 @@ from deliveries import triggers
 
 
 def trigger_run(run_id: int) -> str:
-    """Queue the run's build on Jenkins and follow it out of the queue; returns the run's status."""
+    """Queue the run's build on Jenkins and look at its queue item (again later, while it waits); returns the
+    run's status."""
     return triggers.trigger_build(run_id=run_id).status
+
+
+def follow_queue(run_id: int, check: int) -> str:
+    """Look again at the run's Jenkins queue item (queued by a one-off Schedule); returns the run's status."""
+    return triggers.follow_queue(run_id=run_id, check=check).status
 
 
 def abort_run(run_id: int) -> str:

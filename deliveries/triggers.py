@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
-from django_q.tasks import async_task
+from django_q.models import Schedule
+from django_q.tasks import async_task, schedule
 
 from deliveries import jenkins
 from deliveries.audit import audit as write_audit
@@ -29,14 +30,14 @@ from deliveries.services import JENKINS_RESULTS, upsert_run
 logger = logging.getLogger(__name__)
 
 # Bounded waits, all well under the django-q timeout (600 s): a task never outlives its lease. Worst case
-# (every request timing out after jenkins.TIMEOUT_SECONDS): 3 triggers of 2 requests + 6 s of backoff, then
-# the queue followed for 300 s: about 6.5 minutes.
+# (every request timing out after jenkins.TIMEOUT_SECONDS): 3 triggers of 2 requests + 6 s of backoff.
 TRIGGER_ATTEMPTS = 3
 TRIGGER_BACKOFF_SECONDS = 2.0  # doubled after each failed attempt: 2 s, 4 s
-QUEUE_POLL_FIRST_SECONDS = 0.5  # doubled after each poll, up to the maximum
-QUEUE_POLL_MAX_SECONDS = 10.0
-QUEUE_WAIT_SECONDS = 300.0
 ABORT_ATTEMPTS = 3
+# A queue item still waiting is looked at again after these many seconds, each look a task of its own queued by a
+# one-off Schedule (no worker sleeps waiting on Jenkins): about 5 minutes in all. The default cluster's scheduler
+# wakes every 30 s or so, which is soon enough: the build's own callback attaches it to the run anyway.
+QUEUE_CHECK_DELAYS = (10, 20, 30, 60, 60, 60, 60)
 
 ACTIVE = [RunStatus.QUEUED, RunStatus.RUNNING]
 
@@ -143,9 +144,7 @@ def trigger_build(*, run_id: int) -> PipelineRun:
             fail_trigger(run, exc.reason)
             return reload(run)
         PipelineRun.objects.filter(pk=run.pk, queue_id__isnull=True).update(queue_id=queue_id)
-        run = reload(run)
-    follow_queue(run)
-    return reload(run)
+    return follow_queue(run_id=run.pk)
 
 
 def call_with_retries(call, *, attempts: int = TRIGGER_ATTEMPTS):
@@ -172,43 +171,53 @@ def fail_trigger(run: PipelineRun, reason: str) -> None:
             audit(run, action="run.trigger_failed", data={"reason": reason})
 
 
-def follow_queue(run: PipelineRun) -> None:
-    """Poll the queue item with backoff until it becomes a build (or is cancelled), within a bounded wait.
+def follow_queue(*, run_id: int, check: int = 0) -> PipelineRun:
+    """Look once at the run's queue item; while it still waits, look again later, through a one-off Schedule
+    (deliveries.tasks.follow_queue), at most len(QUEUE_CHECK_DELAYS) times more.
 
     Giving up early loses nothing: the build's own callback attaches it to the run through PORTAL_RUN_ID.
     """
-    delay, started = QUEUE_POLL_FIRST_SECONDS, time.monotonic()
-    while True:
-        run = reload(run)
-        if run.build_number is not None:
-            return  # Jenkins' callback came first
-        if run.status == RunStatus.ABORTED:
-            try:
-                stop_on_jenkins(run)  # aborted from the portal while the trigger was on its way
-            except JenkinsError as exc:
-                logger.warning("Run %s: could not stop what Jenkins queued: %s", run.pk, exc.reason)
-            return
-        if run.is_finished:
-            return
+    run = PipelineRun.objects.select_related("project").get(pk=run_id)
+    if look_at_queue(run):
+        return reload(run)
+    if check >= len(QUEUE_CHECK_DELAYS):
+        logger.info("Run %s: still in the Jenkins queue after %s looks; its callback will attach it", run.pk, check + 1)
+        return run
+    name = f"Follow run {run.pk} in the Jenkins queue ({check + 1})"
+    try:
+        schedule("deliveries.tasks.follow_queue", run.pk, check + 1, name=name, schedule_type=Schedule.ONCE,
+                 next_run=timezone.now() + timedelta(seconds=QUEUE_CHECK_DELAYS[check]))
+    except IntegrityError:
+        pass  # the same look is scheduled already (this task ran twice)
+    return run
+
+
+def look_at_queue(run: PipelineRun) -> bool:
+    """Take the queue item's news, once: True when there is nothing more to follow (a build, a cancel, an end)."""
+    if run.build_number is not None or run.queue_id is None:
+        return True  # Jenkins' callback came first, or nothing was queued
+    if run.status == RunStatus.ABORTED:
         try:
-            state = jenkins.queue_state(run.queue_id)
+            stop_on_jenkins(run)  # aborted from the portal while the trigger was on its way
         except JenkinsError as exc:
-            if not exc.retryable:
-                logger.warning("Run %s: stopped following queue item %s: %s", run.pk, run.queue_id, exc.reason)
-                return
-            state = None
-        if state is not None and state.cancelled:
-            finish_aborted(run, reason="The build was cancelled in the Jenkins queue.")
-            return
-        if state is not None and state.build_number is not None:
-            attach_build(run, state.build_number, state.build_url)
-            return
-        waited = time.monotonic() - started  # the clock, not the sleeps: a slow Jenkins counts too
-        if waited >= QUEUE_WAIT_SECONDS:
-            logger.info("Run %s: still in the Jenkins queue after %.0f s; its callback will attach it", run.pk, waited)
-            return
-        sleep(delay)
-        delay = min(delay * 2, QUEUE_POLL_MAX_SECONDS)
+            logger.warning("Run %s: could not stop what Jenkins queued: %s", run.pk, exc.reason)
+        return True
+    if run.is_finished:
+        return True
+    try:
+        state = jenkins.queue_state(run.queue_id)
+    except JenkinsError as exc:
+        if not exc.retryable:
+            logger.warning("Run %s: stopped following queue item %s: %s", run.pk, run.queue_id, exc.reason)
+            return True
+        return False  # unreachable for now: look again later
+    if state.cancelled:
+        finish_aborted(run, reason="The build was cancelled in the Jenkins queue.")
+        return True
+    if state.build_number is not None:
+        attach_build(run, state.build_number, state.build_url)
+        return True
+    return False
 
 
 def attach_build(run: PipelineRun, build_number: int, build_url: str) -> None:

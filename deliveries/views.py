@@ -13,6 +13,7 @@ from deliveries.forms import RunCloseForm, RunFilterForm, RunPipelineForm
 from deliveries.models import Project, RunStatus, StageStatus
 from environments import selectors as environment_selectors
 from portal import charts
+from portal.inputs import ascii_int
 from portal.roles import Role, has_role, role_required
 from promotions import selectors as promotion_selectors
 
@@ -227,7 +228,7 @@ DORA_PERIODS = (7, 30, 90)
 @role_required()
 def project_dora(request, slug):
     project = get_object_or_404(Project, slug=slug)
-    days = int(request.GET.get("days", 30)) if request.GET.get("days", "30").isdigit() else 30
+    days = ascii_int(request.GET.get("days", ""))
     days = days if days in DORA_PERIODS else 30
     keys = dora.four_keys(project, days=days)
     segments = [

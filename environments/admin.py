@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from environments import selectors
 from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host, Stack, StackEvent
+from portal.admin_lists import GarbageTolerantChangeList
 from portal.formats import moment
 
 
@@ -32,7 +33,7 @@ class EnvironmentForm(forms.ModelForm):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     """The operators' screen: every environment, its health and what runs on it."""
 
     form = EnvironmentForm
@@ -62,7 +63,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     def health(self, obj):
         if obj.health_ok is None:
             return "—"
-        label = "healthy" if obj.health_ok else "failing"
+        label = selectors.health_state(obj.health_ok, obj.health_checked_at)  # stale: unknown, never healthy
         code = obj.health_code or "no answer"
         return format_html('<span title="{}">{} ({})</span>', moment(obj.health_checked_at), label, code)
 
@@ -80,7 +81,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Host)
-class HostAdmin(admin.ModelAdmin):
+class HostAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["name", "environment", "address", "ec2_instance_id", "ec2_state"]
     list_filter = ["environment"]
     search_fields = ["name", "address", "ec2_instance_id"]
@@ -88,14 +89,14 @@ class HostAdmin(admin.ModelAdmin):
 
 
 @admin.register(FreezeWindow)
-class FreezeWindowAdmin(admin.ModelAdmin):
+class FreezeWindowAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["environment", "starts_at", "ends_at", "reason"]
     list_filter = ["environment"]
     list_select_related = ["environment"]
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["project", "environment", "kind", "status", "source_run", "deployer", "started_at", "finished_at"]
     list_filter = ["environment", "kind", "status", "project"]
     search_fields = ["image_digests", "step_log", "deployed_by_label"]
@@ -106,11 +107,12 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(AvailabilityCheck)
-class AvailabilityCheckAdmin(admin.ModelAdmin):
-    list_display = ["environment", "url", "ok", "status_code", "latency_ms", "checked_at"]
-    list_filter = ["environment", "ok"]
-    list_select_related = ["environment"]
-    raw_id_fields = ["deployment"]
+class AvailabilityCheckAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
+    list_display = ["environment", "project", "url", "ok", "status_code", "latency_ms", "failures_in_a_row",
+                    "source", "checked_at"]
+    list_filter = ["environment", "ok", "source"]
+    list_select_related = ["environment", "project"]
+    raw_id_fields = ["deployment", "project"]
 
 
 

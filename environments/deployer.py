@@ -18,8 +18,8 @@ second), and the trial has proved the image healthy before the old version stops
 inside that gap leaves nothing serving until the next attempt recovers the host (the task is handed out again).
 
 Health is decided by probing over HTTP, never by the engine's HEALTHCHECK status (podman leaves it "starting").
-The environment's health URL gives the host, the service port and the path. One service per environment: two
-projects deployed to one environment would need one health URL each.
+The environment's health URL gives the host, the service port and the path. One service per environment, unless
+the health URL names {project}: then each project has its own (e.g. its own port or host name behind a proxy).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Deployer:
         self.project = deployment.project
         self.client = client
         self.probe_deadline = probe_deadline
-        parts = urlsplit(self.environment.health_url)
+        parts = urlsplit(self.environment.health_url_for(self.project))
         self.health_url, self.service_port = parts, parts.port or (443 if parts.scheme == "https" else 80)
 
     def log(self, message: str) -> None:

@@ -18,7 +18,14 @@ from django_q.tasks import async_task
 from deliveries.audit import audit
 from deliveries.models import Artifact, PipelineRun, Project
 from deliveries.services import first
-from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
+from environments.models import (
+    AUTOMATIC_ROLLBACK_LABEL,
+    Deployment,
+    DeploymentKind,
+    DeploymentStatus,
+    Environment,
+)
+from environments.selectors import active_freeze
 from environments.services import STEP_LOG_CHARS, previous_success
 from portal.formats import moment
 
@@ -36,10 +43,12 @@ def abandoned_after() -> timedelta:
 
 def request_deployment(
     *, project: Project, environment: Environment, run: PipelineRun, kind: str = DeploymentKind.DEPLOY,
-    user=None, actor_label: str = "", artifacts: list[Artifact] | None = None,
+    user=None, actor_label: str = "", artifacts: list[Artifact] | None = None, freeze_override_reason: str = "",
 ) -> Deployment:
     """Create a pending deployment of the run's images (or of `artifacts`) and queue it. Raises DeploymentRefused
-    when the environment cannot be deployed to, an image has no digest, or another deployment is in flight."""
+    when the environment cannot be deployed to, an image has no digest, another deployment is in flight, or a
+    freeze window is in force and no override reason is given (an override is audited and kept on the
+    deployment)."""
     if not environment.docker_host_url:
         raise DeploymentRefused(f"{environment} has no Docker host URL: the portal cannot deploy there.")
     if not environment.health_url:
@@ -64,14 +73,26 @@ def request_deployment(
                     f"{moment(in_flight.started_at)}: wait for it to finish.")
             give_up(in_flight, reason="its worker stopped before it finished (no end within the task timeout); "
                                       "the next deployment recovers the host")
+        freeze = active_freeze(environment_id=environment.pk, at=now)
+        freeze_override_reason = freeze_override_reason.strip()
+        if freeze is not None and not freeze_override_reason:
+            raise DeploymentRefused(
+                f"{environment} is frozen until {moment(freeze.ends_at)}: {freeze.reason}. An operator may "
+                "override the freeze, giving a reason.")
         deployment = Deployment.objects.create(
             project=project, environment=environment, source_run=run, kind=kind, status=DeploymentStatus.PENDING,
             deployed_by=user, deployed_by_label="" if user else actor_label[:150], started_at=now,
             image_digests=list(dict.fromkeys(image.digest for image in images)),
             replaced=previous_success(project=project, environment=environment),
+            freeze_override_reason=freeze_override_reason[:300] if freeze is not None else "",
         )
         deployment.artifacts.set(images)
-        audit(project=project, actor_label=user.get_username() if user else actor_label,
+        if freeze is not None:
+            audit(project=project, actor=user, actor_label=user.get_username() if user else actor_label,
+                  action="deployment.freeze_overridden", target=deployment,
+                  data={"environment": environment.slug, "freeze": freeze.pk, "freeze_reason": freeze.reason,
+                        "override_reason": deployment.freeze_override_reason})
+        audit(project=project, actor=user, actor_label=user.get_username() if user else actor_label,
               action="deployment.requested", target=deployment,
               data={"environment": environment.slug, "kind": kind, "build_number": run.build_number,
                     "image_digests": deployment.image_digests})
@@ -79,7 +100,9 @@ def request_deployment(
     return deployment
 
 
-def request_rollback(*, to: Deployment, user=None, actor_label: str = "") -> Deployment:
+def request_rollback(
+    *, to: Deployment, user=None, actor_label: str = "", freeze_override_reason: str = "",
+) -> Deployment:
     """Deploy again the images of an earlier successful deployment, recorded as a rollback."""
     if to.status != DeploymentStatus.SUCCESS:
         raise DeploymentRefused(f"Deployment #{to.pk} did not succeed: the portal only rolls back to one that did.")
@@ -87,7 +110,8 @@ def request_rollback(*, to: Deployment, user=None, actor_label: str = "") -> Dep
         raise DeploymentRefused(f"Deployment #{to.pk} has lost its run: its images are not known.")
     return request_deployment(project=to.project, environment=to.environment, run=to.source_run,
                               kind=DeploymentKind.ROLLBACK, user=user, actor_label=actor_label,
-                              artifacts=list(to.artifacts.order_by("pk")))
+                              artifacts=list(to.artifacts.order_by("pk")),
+                              freeze_override_reason=freeze_override_reason)
 
 
 def queue_deployment(deployment_id: int) -> None:
@@ -142,14 +166,14 @@ def give_up(deployment: Deployment, *, reason: str) -> None:
 def roll_back_automatically(deployment: Deployment, *, reason: str, restored: Deployment) -> Deployment:
     """The deployment failed and `restored`'s containers serve again: the failed one is recorded rolled back, and
     the rollback as a deployment of its own (kind rollback), as DORA counts it."""
-    now = timezone.now()
     with transaction.atomic():
         append_log(deployment, f"failed: {reason}")
         finish(deployment, status=DeploymentStatus.ROLLED_BACK, fields=["step_log"])
+        now = deployment.finished_at  # the restore ends with the failure, never before it (DORA's time to restore)
         rollback = Deployment.objects.create(
             project=deployment.project, environment=deployment.environment, source_run=restored.source_run,
             image_digests=restored.image_digests, kind=DeploymentKind.ROLLBACK, status=DeploymentStatus.SUCCESS,
-            deployed_by_label="portal (automatic rollback)", replaced=deployment, started_at=now, finished_at=now,
+            deployed_by_label=AUTOMATIC_ROLLBACK_LABEL, replaced=deployment, started_at=now, finished_at=now,
             step_log=f"automatic rollback of deployment #{deployment.pk}: {reason}\n"
                      f"deployment #{restored.pk}'s containers serve again\n",
         )

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 from environments.aws import template_names
@@ -28,6 +30,18 @@ def validate_stack_parameters(value) -> None:
         raise ValidationError('Give the parameters as {"Name": "value", ...}.', code="invalid_parameters")
 
 
+PROJECT_PLACEHOLDER = "{project}"
+
+
+def validate_health_url(value: str) -> None:
+    """An http(s) URL, in which {project} may stand for the project's slug (one service per project)."""
+    try:
+        URLValidator(schemes=["http", "https"])(value.replace(PROJECT_PLACEHOLDER, "project"))
+    except ValidationError:
+        raise ValidationError("Enter an http or https URL; {project} may stand for the project's slug.",
+                              code="invalid_health_url") from None
+
+
 class EnvironmentQuerySet(models.QuerySet):
     def production(self):
         return self.filter(tier=Tier.PRODUCTION)
@@ -40,7 +54,11 @@ class Environment(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     tier = models.CharField(max_length=16, choices=Tier.choices)
     order = models.PositiveSmallIntegerField(default=0, help_text="Position on the promotion path")
-    health_url = models.URLField(max_length=500, blank=True)
+    health_url = models.CharField(
+        max_length=500, blank=True, validators=[validate_health_url],
+        help_text="Probed by availability checks and deployments. With {project} in it (e.g. "
+                  "https://{project}.staging.example.com/healthz), each project has its own.",
+    )
     docker_host_url = models.CharField(max_length=255, blank=True, help_text="unix://, tcp:// or ssh:// URL")
     registry = models.CharField(max_length=255, blank=True)
     # The portal's deployer pulls with these. Empty: pull without credentials.
@@ -65,6 +83,16 @@ class Environment(models.Model):
 
     def __str__(self):
         return self.name
+
+    def get_absolute_url(self):
+        return reverse("environment-detail", args=[self.slug])
+
+    @property
+    def health_url_per_project(self) -> bool:
+        return PROJECT_PLACEHOLDER in self.health_url
+
+    def health_url_for(self, project) -> str:
+        return self.health_url.replace(PROJECT_PLACEHOLDER, project.slug)
 
 
 class FreezeWindow(models.Model):
@@ -156,6 +184,9 @@ class Deployment(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     step_log = models.TextField(blank=True)
+    freeze_override_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why an operator deployed during a freeze window",
+    )
 
     objects = DeploymentQuerySet.as_manager()
 
@@ -169,14 +200,40 @@ class Deployment(models.Model):
     def __str__(self):
         return f"{self.project} → {self.environment} ({self.kind}, {self.status})"
 
+    def get_absolute_url(self):
+        return reverse("deployment-detail", args=[self.pk])
+
     @property
     def deployer(self) -> str:
         return self.deployed_by.get_username() if self.deployed_by else self.deployed_by_label
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in (DeploymentStatus.PENDING, DeploymentStatus.RUNNING)
+
+    @property
+    def is_automatic_rollback(self) -> bool:
+        return self.kind == DeploymentKind.ROLLBACK and self.deployed_by_label == AUTOMATIC_ROLLBACK_LABEL
+
+
+AUTOMATIC_ROLLBACK_LABEL = "portal (automatic rollback)"
+
+
+class CheckSource(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    DEPLOYMENT = "deployment", "After a deployment"
+    OPERATOR = "operator", "Check now"
+    JENKINS = "jenkins", "Jenkins"
 
 
 class AvailabilityCheck(models.Model):
     # Indexed by check_env_checked, which starts with it.
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="checks", db_index=False)
+    # The project whose service was probed; empty for an environment-wide health URL nobody is deployed behind.
+    # Indexed by check_project_env_checked, which starts with it.
+    project = models.ForeignKey(
+        "deliveries.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="checks", db_index=False,
+    )
     deployment = models.ForeignKey(
         Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="checks"
     )
@@ -186,10 +243,17 @@ class AvailabilityCheck(models.Model):
     ok = models.BooleanField()
     error = models.CharField(max_length=500, blank=True)
     checked_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=CheckSource.choices, default=CheckSource.SCHEDULE)
+    # Failing checks in a row for this project and environment, this one included (0 when it passed): kept on
+    # write so that the board reads one row per cell.
+    failures_in_a_row = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-checked_at"]
-        indexes = [models.Index(fields=["environment", "-checked_at"], name="check_env_checked")]
+        indexes = [
+            models.Index(fields=["environment", "-checked_at"], name="check_env_checked"),
+            models.Index(fields=["project", "environment", "-checked_at"], name="check_project_env_checked"),
+        ]
 
     def __str__(self):
         return f"{self.url} {'ok' if self.ok else 'failing'} at {moment(self.checked_at)}"

@@ -43,6 +43,7 @@ MIDDLEWARE = [
     # Static files with DEBUG=false and no proxy in front (gunicorn alone), compressed and cached for good.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.content_security.CachedPolicyCSPMiddleware",  # django-csp's, the site-wide header built once
+    "portal.middleware.refuse_nul_in_query_string",  # 400 rather than a 500 from PostgreSQL
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,19 +149,21 @@ API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 
 # Generous: a Jenkins farm reports every stage of many builds with one project token.
 API_RATE_LIMIT = env.read_rate(E, "API_RATE_LIMIT", "6000/min")
+API_AUTH_FAILURE_RATE = env.read_rate(E, "API_AUTH_FAILURE_RATE", "20/min")
 
 # The REST API (Jenkins callbacks): project tokens only, JSON in and out, OpenAPI schema at /api/schema/.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["deliveries.api_auth.ProjectTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": ["portal.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # 429 with Retry-After above API_RATE_LIMIT calls per project token (not per address: a Jenkins farm calls
     # from many agents). Counted in Django's cache: see CACHES.
     "DEFAULT_THROTTLE_CLASSES": ["portal.throttles.ProjectTokenRateThrottle"] if API_RATE_LIMIT else [],
-    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT},
+    # Refused tokens on the hooks, per client address (portal.throttles.LimitFailedAuthentication).
+    "DEFAULT_THROTTLE_RATES": {"project_token": API_RATE_LIMIT, "failed_authentication": API_AUTH_FAILURE_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Delivery portal API",
@@ -175,6 +178,13 @@ SPECTACULAR_SETTINGS = {
 
 # Background work: django-q2 on the ORM broker by default, Redis when REDIS_URL is set.
 REDIS_URL = env.read_url(E, "REDIS_URL", schemes={"redis", "rediss", "unix"})
+# Reports are parsed by a cluster of their own (`Q_CLUSTER_NAME=ingest manage.py qcluster`), so that parsing never
+# waits behind other work; the other tasks and every Schedule run in the default cluster (`manage.py qcluster`).
+REPORT_INGEST_CLUSTER = "ingest"
+# How long one parse may take (the ingest cluster's task timeout); a report waiting or parsing longer is stuck, and
+# the reaper queues it again, up to REPORT_PARSE_ATTEMPTS parses in all, then fails it with the reason.
+REPORT_PARSE_TIMEOUT_SECONDS = env.read_int(E, "REPORT_PARSE_TIMEOUT_SECONDS", 600, minimum=10)
+REPORT_PARSE_ATTEMPTS = env.read_int(E, "REPORT_PARSE_ATTEMPTS", 3, minimum=1)
 Q_CLUSTER = {
     "name": "portal",
     "workers": env.read_int(E, "Q_WORKERS", 2, minimum=1),
@@ -185,6 +195,14 @@ Q_CLUSTER = {
     "catch_up": False,  # a Schedule missed while no worker ran runs once, not once per missed slot
     "label": "Background tasks",
     "sync": env.read_bool(E, "Q_SYNC", default=False),
+    # What differs in the cluster started with Q_CLUSTER_NAME=ingest (django-q2 reads it at start).
+    "ALT_CLUSTERS": {
+        REPORT_INGEST_CLUSTER: {
+            "timeout": REPORT_PARSE_TIMEOUT_SECONDS,
+            "retry": REPORT_PARSE_TIMEOUT_SECONDS + 120,
+            "label": "Report ingestion",
+        },
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -201,6 +219,9 @@ JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
 # A queued or running run with no news (no start, no stage start or end) for this long is one the reconciler
 # asks Jenkins about; a build still going is asked again only after as long again.
 RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 30, minimum=1)
+# Each environment's health URL (per project where it has one per project) is probed this often; a check older
+# than twice this reads "unknown" on the board.
+AVAILABILITY_CHECK_INTERVAL_MINUTES = env.read_int(E, "AVAILABILITY_CHECK_INTERVAL_MINUTES", 5, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 # Email (promotion requests to tech leads, decisions to requesters): SMTP when EMAIL_HOST is set, else printed on

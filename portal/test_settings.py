@@ -6,6 +6,8 @@ import shutil
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnop")
+# The suite refuses many tokens from 127.0.0.1 within a minute; tests/portal/test_security.py tests the limit.
+os.environ.setdefault("API_AUTH_FAILURE_RATE", "100000/min")
 if "PORTAL_VAR_DIR" not in os.environ:
     os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="portal-test-")
     atexit.register(shutil.rmtree, os.environ["PORTAL_VAR_DIR"], ignore_errors=True)

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from portal.admin_lists import GarbageTolerantChangeList
 from scanners.models import AttackScenario, Finding, LoadTestBucket, LoadTestStat, Report
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["id", "kind", "original_name", "run", "status", "size_bytes", "created_at", "parsed_at"]
     list_filter = ["kind", "status"]
     search_fields = ["original_name", "sha256", "error"]
@@ -14,7 +15,7 @@ class ReportAdmin(admin.ModelAdmin):
 
 
 @admin.register(Finding)
-class FindingAdmin(admin.ModelAdmin):
+class FindingAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["identifier", "severity", "finding_class", "package", "installed_version", "fixed_version", "run"]
     list_filter = ["severity", "finding_class", "new_on_branch"]
     search_fields = ["identifier", "package", "title", "target"]
@@ -24,7 +25,7 @@ class FindingAdmin(admin.ModelAdmin):
 
 
 @admin.register(AttackScenario)
-class AttackScenarioAdmin(admin.ModelAdmin):
+class AttackScenarioAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["name", "feature", "status", "duration_ms", "run"]
     list_filter = ["status"]
     search_fields = ["name", "feature", "failure_message"]
@@ -33,13 +34,13 @@ class AttackScenarioAdmin(admin.ModelAdmin):
 
 
 @admin.register(LoadTestStat)
-class LoadTestStatAdmin(admin.ModelAdmin):
+class LoadTestStatAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["label", "is_total", "samples", "errors", "mean_ms", "p95_ms", "throughput", "run"]
     list_select_related = ["run__project"]
     raw_id_fields = ["report", "run"]
 
 
 @admin.register(LoadTestBucket)
-class LoadTestBucketAdmin(admin.ModelAdmin):
+class LoadTestBucketAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["report", "started_at", "samples", "errors", "mean_ms", "p95_ms", "active_threads"]
     raw_id_fields = ["report"]

@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +34,12 @@ class Report(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     parsed_at = models.DateTimeField(null=True, blank=True)
+    # How long a report has waited or been parsing, and how often a worker took it: the reaper's evidence
+    # (scanners.services.reap_stuck_reports) for a worker that died or went over its time.
+    status_changed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was last queued again or taken by a worker; empty: when received"
+    )
+    parse_attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started parsing it")
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -42,6 +51,28 @@ class Report(models.Model):
 
     def get_absolute_url(self):
         return reverse("report-detail", args=[self.pk])
+
+    @property
+    def waiting_since(self):
+        """Since when it has been waiting for a worker (received) or parsing."""
+        return self.status_changed_at or self.created_at
+
+    @property
+    def is_stuck(self) -> bool:
+        """Waiting or parsing for longer than a parse may take (REPORT_PARSE_TIMEOUT_SECONDS)."""
+        return self.status in STUCK_STATUSES and self.waiting_since < timezone.now() - parse_timeout()
+
+    @property
+    def waited(self):
+        return timezone.now() - self.waiting_since
+
+
+STUCK_STATUSES = (ReportStatus.RECEIVED, ReportStatus.PARSING)
+
+
+def parse_timeout() -> timedelta:
+    """How long one parse may take: the ingestion cluster's task timeout."""
+    return timedelta(seconds=settings.REPORT_PARSE_TIMEOUT_SECONDS)
 
 
 class Severity(models.TextChoices):

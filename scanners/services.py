@@ -1,8 +1,9 @@
 """Writes of the scanners app: receiving raw reports and ingesting what is parsed out of them.
 
 A report is stored raw at once, then ingested by a background task in one transaction: the
-parsers (pure) run first, outside any transaction; then the rows are written all together, or
-the report is marked failed with the parser's message and nothing else is written.
+parsers (pure) run first, outside any transaction; then the secrets in the kept raw file are starred
+out; then the rows are written all together. Or the report is marked failed with the parser's message,
+nothing else is written, and its raw file is dropped: only a file proven clean is kept.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -30,6 +34,7 @@ from deliveries.services import check_build_number, first, locked_run
 from portal.bulk import insert_rows
 from scanners import selectors
 from scanners.models import (
+    STUCK_STATUSES,
     AttackScenario,
     Finding,
     FindingClass,
@@ -39,12 +44,14 @@ from scanners.models import (
     ReportKind,
     ReportStatus,
     Severity,
+    parse_timeout,
 )
-from scanners.parsers.common import ReportParseError
+from scanners.parsers.common import ReportParseError, without_nul
 from scanners.parsers.detect import detect_kind
 from scanners.parsers.gauntlt import GauntltReport, parse_gauntlt
 from scanners.parsers.jmeter import PERCENTILE_DEFINITION, JMeterResult, LabelStats, parse_jmeter
-from scanners.parsers.trivy import TrivyReport, parse_trivy, redact_secrets
+from scanners.parsers.masking import SecretsNotMasked, mask_file, mask_tokens
+from scanners.parsers.trivy import TrivyReport, parse_trivy
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,22 @@ class ReportTooLarge(Exception):
     def __init__(self, size: int, limit: int):
         self.size, self.limit = size, limit
         super().__init__(f"the file is {size:,} bytes, over the {limit:,} bytes allowed (REPORT_MAX_BYTES)")
+
+
+STORED_NAME_BYTES = 120  # well under the 255 bytes a file name may have on most file systems
+
+
+def storage_name(run_pk: int, digest: str, original_name: str) -> str:
+    """The raw file's name in storage: its run, its hash and the uploaded name, which is cut (keeping a short
+    extension) so that the whole fits any file system: a longer name is ENAMETOOLONG."""
+    name = original_name or "report"
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or not extension.isascii() or not extension.isalnum() or len(extension) > 10:
+        stem, extension = name, ""
+    prefix = f"{run_pk}-{digest[:16]}-"
+    room = STORED_NAME_BYTES - len(prefix) - (len(extension) + 1 if extension else 0)
+    stem = stem.encode()[:room].decode(errors="ignore")  # whole characters only
+    return prefix + stem + (f".{extension}" if extension else "")
 
 
 def receive_report(
@@ -88,7 +111,7 @@ def receive_report(
         return report, True
     file.seek(0)
     with transaction.atomic():
-        report.file.save(f"{run.pk}-{digest[:16]}-{report.original_name or 'report'}", File(file), save=False)
+        report.file.save(storage_name(run.pk, digest, report.original_name), File(file), save=False)
         report.save()
         if queue:
             transaction.on_commit(lambda: queue_ingestion(report.pk))
@@ -125,7 +148,9 @@ def upload_report(*, project: Project, build_number: int, file, original_name: s
 
 
 def queue_ingestion(report_id: int) -> None:
-    async_task("scanners.tasks.ingest_report", report_id, task_name=f"ingest report {report_id}")
+    """Queue the report's parse on the ingestion cluster, where it never waits behind other work."""
+    async_task("scanners.tasks.ingest_report", report_id, task_name=f"ingest report {report_id}",
+               cluster=settings.REPORT_INGEST_CLUSTER)
 
 
 def hash_file(file, *, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
@@ -141,11 +166,16 @@ def hash_file(file, *, progress: Callable[[int], None] | None = None) -> tuple[s
 
 
 def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = None) -> Report:
-    """Parse a stored report and write what it holds. Safe to run again: a parsed report is left alone,
-    and one left in `parsing` by a worker that died is parsed afresh."""
-    claimed = Report.objects.filter(
-        pk=report_id, status__in=[ReportStatus.RECEIVED, ReportStatus.PARSING]
-    ).update(status=ReportStatus.PARSING, error="")
+    """Parse a stored report and write what it holds. Safe to run again: a parsed report is left alone, one
+    another worker is parsing too, and one out of attempts (the reaper fails it); one left in `parsing` by a
+    worker that died or went over its time is parsed afresh."""
+    now = timezone.now()
+    claimed = (
+        Report.objects.filter(pk=report_id, parse_attempts__lt=settings.REPORT_PARSE_ATTEMPTS)
+        .filter(Q(status=ReportStatus.RECEIVED) | Q(status=ReportStatus.PARSING, status_changed_at__isnull=True)
+                | Q(status=ReportStatus.PARSING, status_changed_at__lt=now - parse_timeout()))
+        .update(status=ReportStatus.PARSING, error="", status_changed_at=now, parse_attempts=F("parse_attempts") + 1)
+    )
     report = Report.objects.select_related("run__project").get(pk=report_id)
     if not claimed:
         return report
@@ -159,11 +189,92 @@ def ingest_report(*, report_id: int, progress: Callable[[int], None] | None = No
     except OSError as exc:
         return mark_failed(report, f"the stored file could not be read: {exc.strerror or exc}", kind=kind)
     except Exception as exc:  # noqa: BLE001 - a parser bug must fail this report, not leave it "parsing"
-        logger.exception("report %s: unexpected error while parsing", report_id)
-        return mark_failed(report, f"internal error while parsing ({type(exc).__name__}); the file is kept", kind=kind)
-    if kind == ReportKind.TRIVY and any(f.finding_class == FindingClass.SECRET for f in parsed.findings):
-        mask_stored_secrets(report)
-    return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+        log_unexpected(report_id, "parsing", exc)
+        return mark_failed(report, f"internal error while parsing ({type(exc).__name__})", kind=kind)
+    unmasked = mask_stored_secrets(report, reported_at_least=reported_secrets(kind, parsed))
+    if unmasked:
+        return mark_failed(report, unmasked, kind=kind)
+    try:
+        return write_parsed(report_id=report_id, kind=kind, parsed=parsed)
+    except Exception as exc:  # noqa: BLE001
+        log_unexpected(report_id, "storing what was parsed", exc)
+        return mark_failed(report, f"what was parsed could not be stored ({reason(exc)})", kind=kind)
+
+
+def reason(exc: Exception) -> str:
+    """An exception in a few words for the report's error: its type and the first line of its message."""
+    first_line = str(exc).strip().split("\n", 1)[0][:300]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+# --- Reports stuck waiting or parsing ---------------------------------------------------------------------------
+
+REAP_BATCH = 200  # reports handled per sweep: a sweep stays far below the task timeout
+
+
+class ParseRefused(Exception):
+    """A report that cannot be parsed again now; the message says why, for the user."""
+
+
+def stuck_reports(*, older_than=None):
+    """Reports waiting for a worker, or parsing, for longer than a parse may take: the worker died (a kill, the
+    machine) or went over its time, or the task was lost with a Redis broker's worker. The oldest first."""
+    since = timezone.now() - (older_than if older_than is not None else parse_timeout())
+    return (
+        Report.objects.filter(status__in=STUCK_STATUSES)
+        .alias(waiting_since=Coalesce("status_changed_at", "created_at"))
+        .filter(waiting_since__lt=since)
+        .order_by("waiting_since", "pk")
+    )
+
+
+def reap_stuck_reports(*, older_than=None) -> dict[str, int]:
+    """Queue the stuck reports again, or fail those that used their REPORT_PARSE_ATTEMPTS, with the reason.
+
+    Each report is locked and checked again before it is touched, so a worker finishing it meanwhile wins.
+    """
+    counts = {"queued_again": 0, "failed": 0}
+    for report_id in list(stuck_reports(older_than=older_than).values_list("pk", flat=True)[:REAP_BATCH]):
+        outcome = reap(report_id, older_than=older_than)
+        if outcome:
+            counts[outcome] += 1
+    if any(counts.values()):
+        logger.warning("Reports stuck waiting or parsing: %s", counts)
+    return counts
+
+
+def reap(report_id: int, *, older_than=None) -> str:
+    with transaction.atomic():
+        report = stuck_reports(older_than=older_than).select_for_update().filter(pk=report_id).first()
+        if report is None:
+            return ""
+        if report.parse_attempts >= settings.REPORT_PARSE_ATTEMPTS:
+            minutes = settings.REPORT_PARSE_TIMEOUT_SECONDS / 60
+            mark_failed(report, f"parsing was started {report.parse_attempts} times and never finished: the worker "
+                                f"stopped (killed, or out of memory) or went over the {minutes:g} minutes a parse may "
+                                "take")
+            return "failed"
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RECEIVED, status_changed_at=timezone.now())
+        transaction.on_commit(partial(queue_ingestion, report.pk))
+    return "queued_again"
+
+
+def request_parse_again(*, report: Report, user) -> None:
+    """Parse a failed or stuck report afresh from its raw file, with its attempts counted from zero (audited)."""
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=report.pk)
+        if not (report.status == ReportStatus.FAILED or report.is_stuck):
+            raise ParseRefused(f"Only a failed or stuck report can be parsed again; this one is "
+                               f"{report.get_status_display().lower()}.")
+        if not report.file:
+            raise ParseRefused("This report's raw file is not kept: there is nothing to parse again.")
+        previous = {"status": report.status, "error": report.error[:500], "parse_attempts": report.parse_attempts}
+        delete_parsed_rows(report)
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RECEIVED, error="", summary={},
+                                                   parse_attempts=0, status_changed_at=timezone.now())
+        audit(project_id=report.run.project_id, actor=user, action="report.parse_requested", target=report,
+              data=previous)
+        transaction.on_commit(partial(queue_ingestion, report.pk))
 
 
 def ingest_content(*, run: PipelineRun, content: bytes, original_name: str, kind: str, received_at=None) -> Report:
@@ -204,21 +315,53 @@ def write_parsed(*, report_id: int, kind: str, parsed) -> Report:
     return report
 
 
-def mask_stored_secrets(report: Report) -> None:
-    """Replace the stored raw Trivy report with one whose secrets are masked.
+def mask_stored_secrets(report: Report, *, reported_at_least: int = 0) -> str:
+    """Star out, in the kept raw file, every secret it reveals, whatever its kind (scanners.parsers.masking).
+    Returns "" when done, else why the file could not be proven clean (the caller fails the report, which drops
+    the file).
 
     `sha256` stays the hash of the upload, so the same upload is still recognised.
     """
-    with report.file.open("rb") as stored:
-        masked = redact_secrets(stored.read())
-    if masked is None:
-        return
+    try:
+        with local_copy(report) as path:
+            if mask_file(path, reported_at_least=reported_at_least) and not stored_on_disk(report):
+                replace_stored_file(report, path)
+    except SecretsNotMasked as exc:
+        return f"the raw file could not be proven free of secrets: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever goes wrong, the file must not stay in clear
+        log_unexpected(report.pk, "masking secrets", exc)
+        return f"internal error while masking secrets ({type(exc).__name__})"
+    return ""
+
+
+def reported_secrets(kind: str, parsed) -> int:
+    """How many secrets with a match the parser found: the masking must find at least as many."""
+    if kind != ReportKind.TRIVY:
+        return 0
+    return sum(1 for item in parsed.findings if item.finding_class == FindingClass.SECRET and item.detail)
+
+
+def replace_stored_file(report: Report, path: Path) -> None:
     storage, name = report.file.storage, report.file.name
     storage.delete(name)
-    saved_as = storage.save(name, ContentFile(masked))
+    with open(path, "rb") as masked:
+        saved_as = storage.save(name, File(masked))
     if saved_as != name:
         Report.objects.filter(pk=report.pk).update(file=saved_as)
         report.file.name = saved_as
+
+
+def drop_raw_file(report: Report) -> None:
+    """Delete the kept raw file (storage first: a row left pointing at nothing is safer than a file left)."""
+    if report.file:
+        report.file.storage.delete(report.file.name)
+        report.file = ""
+
+
+def log_unexpected(report_id: int, doing: str, exc: Exception) -> None:
+    """Log where it failed, without the exception's message: it may quote the report's content."""
+    logger.error("report %s: unexpected %s while %s\n%s", report_id, type(exc).__name__, doing,
+                 "".join(traceback.format_tb(exc.__traceback__)))
 
 
 def parse(kind: str, source: Path | bytes, *, progress=None):
@@ -233,13 +376,17 @@ def parse(kind: str, source: Path | bytes, *, progress=None):
 
 
 def mark_failed(report: Report, message: str, *, kind: str = "") -> Report:
+    """Fail the report with its reason, and drop its raw file: the file of a report that failed was never proven
+    free of secrets. A failed report keeps its error, not its raw file."""
+    message = mask_tokens(without_nul(message))[:5000]
+    drop_raw_file(report)
     with transaction.atomic():
         delete_parsed_rows(report)
         report.status = ReportStatus.FAILED
-        report.error = message[:5000]
+        report.error = message
         report.kind = report.kind or (kind if kind in ReportKind.values else "")
         report.summary = {}
-        report.save(update_fields=["status", "error", "kind", "summary"])
+        report.save(update_fields=["status", "error", "kind", "summary", "file"])
     logger.info("report %s failed: %s", report.pk, message)
     return report
 
@@ -249,15 +396,18 @@ def delete_parsed_rows(report: Report) -> None:
         model.objects.filter(report=report).delete()
 
 
+def stored_on_disk(report: Report) -> bool:
+    try:
+        return bool(report.file.path)
+    except NotImplementedError:
+        return False  # remote storage (S3) has no path
+
+
 @contextmanager
 def local_copy(report: Report) -> Iterator[Path]:
     """A path on local disk holding the report: the stored file itself, or a temporary copy (S3)."""
-    try:
-        local_path = report.file.path
-    except NotImplementedError:
-        local_path = None  # remote storage (S3) has no path
-    if local_path:
-        yield Path(local_path)
+    if stored_on_disk(report):
+        yield Path(report.file.path)
         return
     with tempfile.NamedTemporaryFile(suffix=".report") as copy, report.file.open("rb") as stored:
         shutil.copyfileobj(stored, copy, CHUNK_BYTES)

@@ -5,6 +5,7 @@ from scanners import views
 urlpatterns = [
     path("reports/<int:report_id>/", views.report_detail, name="report-detail"),
     path("reports/<int:report_id>/raw/", views.report_download, name="report-download"),
+    path("reports/<int:report_id>/parse-again/", views.report_parse_again, name="report-parse-again"),
     path("projects/<slug:slug>/security/", views.project_security, name="project-security"),
     path("projects/<slug:slug>/performance/", views.project_performance, name="project-performance"),
     path("projects/<slug:slug>/attacks/", views.project_attacks, name="project-attacks"),

@@ -5,21 +5,23 @@ Every page needs a role (any); a run is always looked up within its project, so 
 id is a 404.
 """
 
+from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import get_valid_filename
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from deliveries import selectors as delivery_selectors
 from deliveries.models import Project
 from environments import selectors as environment_selectors
 from portal import charts
-from portal.roles import role_required
-from scanners import selectors
+from portal.roles import Role, has_role, role_required
+from scanners import selectors, services
 from scanners.models import FindingClass, Report, ReportKind, ReportStatus, Severity
 
 FINDINGS_PER_PAGE = 100
@@ -34,7 +36,9 @@ def report_detail(request, report_id):
         report = selectors.report_with_run(report_id)
     except Report.DoesNotExist:
         raise Http404("No such report") from None
-    context = {"report": report, "run": report.run, "raw_file_ready": raw_file_ready(report)}
+    context = {"report": report, "run": report.run, "raw_file_ready": raw_file_ready(report),
+               "can_parse_again": can_parse_again(request.user, report),
+               "parse_attempts_allowed": settings.REPORT_PARSE_ATTEMPTS}
     if report.kind == ReportKind.TRIVY:
         production_run = environment_selectors.production_run(report.run.project_id)
         findings = selectors.findings(report=report, production_run=production_run, **finding_filters(request))
@@ -48,10 +52,31 @@ def report_detail(request, report_id):
     return render(request, "scanners/report_detail.html", context)
 
 
+def can_parse_again(user, report) -> bool:
+    return bool(report.file) and (report.status == ReportStatus.FAILED or report.is_stuck) and has_role(
+        user, Role.OPERATOR)
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def report_parse_again(request, report_id):
+    """Parse a failed or stuck report again from its raw file (operators; superusers hold every role)."""
+    report = get_object_or_404(Report, pk=report_id)
+    if request.POST.get("confirm") != "yes":
+        messages.warning(request, "Tick the box to confirm: what was parsed out of the report is replaced.")
+        return redirect(report)
+    try:
+        services.request_parse_again(report=report, user=request.user)
+    except services.ParseRefused as exc:
+        messages.warning(request, str(exc))
+        return redirect(report)
+    messages.success(request, "The report is queued to be parsed again.")
+    return redirect(report)
+
+
 def raw_file_ready(report) -> bool:
-    """Whether the stored raw file may be handed out: only once parsed, when a Trivy report's secrets are masked
-    (scanners.services.mask_stored_secrets). A failed report's file is kept as uploaded, and may hold a secret in
-    clear: it stays on the server, its error says what is wrong."""
+    """Whether the stored raw file may be handed out: only once parsed, when its secrets are masked
+    (scanners.services.mask_stored_secrets). A failed report keeps its error, not its raw file."""
     return bool(report.file) and report.status == ReportStatus.PARSED
 
 

@@ -10,10 +10,18 @@ from typing import BinaryIO
 Source = bytes | str | Path | BinaryIO
 
 
+def without_nul(text: str) -> str:
+    """Text as the portal keeps it: without NUL characters, which PostgreSQL refuses in text and JSON and which
+    mean nothing in a name or a message. Every value a parser hands out, and every error, goes through here."""
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
 class ReportParseError(ValueError):
     """A report that cannot be read. `location` says where: a line number, a JSON path or an XML element."""
 
     def __init__(self, message: str, location: str = ""):
+        # The message may quote the file (a key, a name): it is stored as the report's error.
+        message, location = without_nul(message), without_nul(location)
         self.message = message
         self.location = location
         super().__init__(f"{location}: {message}" if location else message)

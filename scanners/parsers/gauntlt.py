@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all
+from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all, without_nul
+from scanners.parsers.masking import mask_tokens
 
 STEP_STATUSES = ("passed", "failed", "skipped", "undefined", "pending")
 MAX_MESSAGE = 10_000  # characters kept of an error message (stack traces can be huge)
@@ -304,7 +305,7 @@ def _hooks(owner: dict, key: str, path: str, label: str) -> list[_Outcome]:
         status, _duration, message = _result(hook["result"], f"{hook_path}.result")
         match = hook.get("match")
         location = match.get("location") if isinstance(match, dict) else None
-        text = f"{label} ({location})" if isinstance(location, str) and location else label
+        text = f"{label} ({without_nul(location)})" if isinstance(location, str) and location else label
         outcomes.append(_Outcome(text, status, message, is_step=False))
     return outcomes
 
@@ -356,7 +357,7 @@ def _text(item: dict, key: str, path: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ReportParseError(f"{key} must be a string, got {json_type_name(value)}", f"{path}.{key}")
-    return value
+    return mask_tokens(without_nul(value))  # an attack's output may quote a token it found
 
 
 def _array(item: dict, key: str, path: str) -> list:
@@ -393,9 +394,9 @@ def _tags(item: dict, path: str) -> list[str]:
     names = []
     for index, tag in enumerate(_array(item, "tags", path)):
         if isinstance(tag, str):
-            names.append(tag)
+            names.append(without_nul(tag))
         elif isinstance(tag, dict) and isinstance(tag.get("name"), str):
-            names.append(tag["name"])
+            names.append(without_nul(tag["name"]))
         else:
             raise ReportParseError("a tag must be an object with a name", f"{path}.tags[{index}]")
     return names

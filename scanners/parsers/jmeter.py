@@ -38,7 +38,8 @@ import pyarrow.csv as pa_csv
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
-from .common import ReportParseError, Source
+from .common import ReportParseError, Source, without_nul
+from .masking import mask_tokens_apart
 
 PERCENTILE_DEFINITION = (
     "JMeter dashboard: position p(N+1)/100, linear interpolation, clamped to min/max, exact over all samples"
@@ -1034,6 +1035,7 @@ def _statistics(samples: _Samples, kind: str) -> JMeterResult:
             f"no samples (only {empty:,} empty Transaction Controller samples)" if empty else "no samples"
         )
 
+    samples = _labels_without_nul(samples)
     # Labels sorted by name; sample label indices remapped so that group g is the g-th label in that order.
     order = sorted(range(len(samples.labels)), key=samples.labels.__getitem__)
     rank = np.empty(len(order), dtype=np.int64)
@@ -1070,6 +1072,18 @@ def _statistics(samples: _Samples, kind: str) -> JMeterResult:
         empty_transactions=samples.empty_transactions,
         timing_unavailable=gap,
     )
+
+
+def _labels_without_nul(samples: _Samples) -> _Samples:
+    """The labels as the portal keeps them (common.without_nul); two that differed only by NULs become one."""
+    cleaned = [without_nul(label) for label in samples.labels]
+    if cleaned == samples.labels:
+        return samples
+    ids: dict[str, int] = {}
+    remap = np.array([ids.setdefault(label, len(ids)) for label in cleaned], dtype=np.int64)
+    samples.label_idx = remap[samples.label_idx]
+    samples.labels = list(ids)
+    return samples
 
 
 def _count(groups: _Groups, flags: np.ndarray | None) -> list[int]:
@@ -1249,7 +1263,7 @@ def _label_stats(
         return float(value) if available else None
 
     return LabelStats(
-        label=label,
+        label=mask_tokens_apart(label),  # a label may be a URL that holds a token
         samples=int(samples),
         errors=int(errors),
         error_percent=errors / samples * 100,

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all
+from scanners.parsers.common import ReportParseError, Source, json_type_name, read_all, without_nul
+from scanners.parsers.masking import mask_tokens
 
 __all__ = ["TrivyFinding", "TrivyReport", "looks_like_trivy", "mask_secret", "parse_trivy"]
 
@@ -105,7 +106,8 @@ _SARIF_RULE_NAMES = {
 _SARIF_CLASS_TAGS = (VULNERABILITY, MISCONFIGURATION, SECRET, LICENSE)
 _SARIF_OLD_ID = re.compile(r"\[(CRITICAL|HIGH|MEDIUM|LOW|UNKNOWN)\]\s*(.+)", re.IGNORECASE)  # contrib/sarif.tpl ids
 _MARKDOWN_LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
-_SECRET_SEPARATOR = re.compile(r"[=:]")
+# What precedes Trivy's stars: up to the first "=" or ":" within 40 characters, then spaces or a quote, then "*".
+_TRIVY_MASKED_CONTEXT = re.compile(r"([^=:]{0,39}[=:])[\s'\"]*\*")
 _NON_SPACE = re.compile(r"\S")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _JMETER_CSV_ROW = re.compile(rb"\d{10,13}[,;\t|]\d+[,;\t|]")
@@ -116,62 +118,17 @@ _JMETER_CSV_ROW = re.compile(rb"\d{10,13}[,;\t|]\d+[,;\t|]")
 
 
 def mask_secret(text: str) -> str:
-    """Keep the non-secret context (up to the first "=" or ":" within 40 chars) and star out everything else.
+    """A secret's match as the portal shows it: every character starred, except the words before Trivy's own mask.
 
-    Whatever Trivy already masked, the output never holds a character of the secret itself.
+    Trivy stars the secret it found ("export AWS_ACCESS_KEY_ID=****"): what comes before the first "=" or ":"
+    (within 40 characters) is kept only when Trivy's stars follow it, and then without any known token shape.
+    A match Trivy did not mask tells nothing of where its secret is (before the separator, "=" padding of a
+    base64 value...): it is starred whole.
     """
     text = (text or "")[:MAX_MASKED]  # masking keeps the length, so cutting first is the same and cheaper
-    separator = _SECRET_SEPARATOR.search(text, 0, 40)
-    keep = separator.end() if separator else 0
-    return text[:keep] + _NON_SPACE.sub("*", text[keep:])
-
-
-def redact_secrets(data: bytes) -> bytes | None:
-    """The report with every secret's Match and code lines masked, or None when it holds no secret.
-
-    The portal keeps raw reports; a raw report must not keep the secrets Trivy found either.
-    """
-    document = orjson.loads(data)
-    if not _redact(document):
-        return None
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2)
-
-
-def _redact(node) -> bool:
-    """Mask secrets in place anywhere in a parsed report (schema 2, k8s nesting, SARIF messages)."""
-    changed = False
-    if isinstance(node, list):
-        for item in node:
-            changed |= _redact(item)
-    elif isinstance(node, dict):
-        secrets = node.get("Secrets")
-        for secret in secrets if isinstance(secrets, list) else []:
-            if isinstance(secret, dict):
-                changed |= _mask_secret_entry(secret)
-        message = node.get("message")
-        if isinstance(message, dict) and isinstance(message.get("text"), str) and "Match:" in message["text"]:
-            message["text"] = "\n".join(
-                f"Match: {mask_secret(line[6:].strip())}" if line.startswith("Match:") else line
-                for line in message["text"].split("\n")
-            )
-            changed = True
-        for key, value in node.items():
-            if key != "Secrets" and isinstance(value, (list, dict)):
-                changed |= _redact(value)
-    return changed
-
-
-def _mask_secret_entry(secret: dict) -> bool:
-    if isinstance(secret.get("Match"), str):
-        secret["Match"] = mask_secret(secret["Match"])
-    code = secret.get("Code")
-    lines = code.get("Lines") if isinstance(code, dict) else None
-    for line in lines if isinstance(lines, list) else []:
-        if isinstance(line, dict):
-            for field in ("Content", "Highlighted"):
-                if isinstance(line.get(field), str):
-                    line[field] = mask_secret(line[field])
-    return True
+    context = _TRIVY_MASKED_CONTEXT.match(text)
+    keep = context.end() - 1 if context else 0  # up to Trivy's first star
+    return mask_tokens(text[:keep]) + _NON_SPACE.sub("*", text[keep:])
 
 
 def looks_like_trivy(head: bytes) -> bool:
@@ -295,10 +252,13 @@ def _text(item: dict, field: str, limit: int) -> str:
             value = str(value)
         else:
             raise _WrongType(field, "a string", value)
-    if "\x00" in value:
-        value = value.replace("\x00", "")  # PostgreSQL text cannot store NUL
-    value = value.strip()
+    value = without_nul(value).strip()
     return value[:limit] if len(value) > limit else value
+
+
+def _name(value, limit: int = MAX_TARGET) -> str:
+    """A bare string field (ArtifactName, ClusterName, imageName, a SARIF uri) as _text cleans one; "" otherwise."""
+    return without_nul(value).strip()[:limit] if type(value) is str else ""
 
 
 def _as_list(value, location: str, what: str) -> list:
@@ -517,7 +477,7 @@ def _secret(item: dict, ctx: _ResultContext) -> TrivyFinding:
         fixed_version="",
         severity=_severity(item.get("Severity")) or "UNKNOWN",
         title=_text(item, "Title", MAX_TITLE),
-        detail=mask_secret(match.strip()),
+        detail=mask_secret(without_nul(match).strip()),
         url="",
         target=ctx.target,
         pkg_path="",
@@ -563,10 +523,8 @@ _BUILDERS = {
 
 
 def _parse_schema2(document: dict, collector: _Collector) -> TrivyReport:
-    artifact_type = document.get("ArtifactType")
-    artifact_type = artifact_type if type(artifact_type) is str else ""
-    artifact_name = document.get("ArtifactName")
-    artifact_name = artifact_name.strip()[:MAX_TARGET] if type(artifact_name) is str else ""
+    artifact_type = _name(document.get("ArtifactType"), 100)
+    artifact_name = _name(document.get("ArtifactName"))
     _parse_results(_as_list(document.get("Results"), "Results", "results"), "Results", collector)
     return TrivyReport(
         format="schema2",
@@ -592,10 +550,9 @@ def _parse_k8s(document: dict, collector: _Collector) -> TrivyReport:
             prefix = "/".join(part for part in (namespace, kind, name) if part)
             results = _as_list(resource.get("Results"), f"{location}.Results", "results")
             _parse_results(results, f"{location}.Results", collector, k8s_prefix=prefix)
-    cluster = document.get("ClusterName")
     return TrivyReport(
         format="k8s",
-        artifact_name=cluster.strip()[:MAX_TARGET] if type(cluster) is str else "",
+        artifact_name=_name(document.get("ClusterName")),
         artifact_type="kubernetes",
         findings=collector.findings,
     )
@@ -664,7 +621,7 @@ def _parse_sarif(document: dict, collector: _Collector) -> TrivyReport:
                 by_id.setdefault(rule["id"], rule)
         properties = run.get("properties")
         if type(properties) is dict and type(properties.get("imageName")) is str and not artifact_name:
-            artifact_name = _strip_tag(properties["imageName"].strip()[:MAX_TARGET], "container_image")
+            artifact_name = _strip_tag(_name(properties["imageName"]), "container_image")
         results = _as_list(run.get("results"), f"{run_location}.results", "results")
         for index, result in enumerate(results):
             result_location = f"{run_location}.results[{index}]"
@@ -703,7 +660,7 @@ def _sarif_rule(result: dict, rules: list[dict], by_id: dict[str, dict]) -> tupl
     index = result.get("ruleIndex")
     by_index = rules[index] if type(index) is int and 0 <= index < len(rules) else {}
     if not rule_id:
-        rule_id = by_index.get("id") if type(by_index.get("id")) is str else ""
+        rule_id = without_nul(by_index["id"]) if type(by_index.get("id")) is str else ""
     rule = by_id.get(rule_id)
     if rule is None:
         rule = by_index if by_index.get("id") in (None, rule_id) else {}
@@ -713,7 +670,7 @@ def _sarif_rule(result: dict, rules: list[dict], by_id: dict[str, dict]) -> tupl
 def _sarif_message_fields(text: str) -> dict[str, str]:
     """The "Key: value" lines of a Trivy SARIF message (Package, Installed Version, Fixed Version, Message, ...)."""
     fields = {}
-    for line in text.replace("\x00", "").splitlines():
+    for line in without_nul(text).splitlines():
         key, sep, value = line.strip().partition(": ")
         if sep and key not in fields:
             fields[key] = value.strip()
@@ -765,8 +722,7 @@ def _sarif_location(result: dict) -> str:
         return ""
     physical = locations[0].get("physicalLocation")
     artifact = physical.get("artifactLocation") if type(physical) is dict else None
-    uri = artifact.get("uri") if type(artifact) is dict else None
-    return uri.strip()[:MAX_TARGET] if type(uri) is str else ""
+    return _name(artifact.get("uri") if type(artifact) is dict else None)
 
 
 def _sarif_finding(result: dict, rule_id: str, rule: dict) -> TrivyFinding:

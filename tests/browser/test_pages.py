@@ -97,6 +97,24 @@ def test_project_views_and_dora_render(signed_in, live_server, demo, screenshot)
     assert page.locator(".kpi .band").count() == 4
 
 
+def test_environment_pages_show_health_history_and_a_deployment(signed_in, live_server, demo, users, screenshot):
+    page = signed_in(users.operator)
+    page.get_by_role("link", name="Environments").click()
+    page.wait_for_url(f"{live_server.url}/environments/")
+    screenshot("environments")
+    page.get_by_role("link", name="production", exact=True).click()
+    page.wait_for_url(f"{live_server.url}/environments/production/")
+    assert page.locator("h1").count() == 1
+    assert drawn_charts(page) >= 1, "the health chart"
+    assert page.locator("table.deployments tbody tr").count() >= 1
+    assert page.get_by_role("button", name="Check now…").count() == 1
+    screenshot("environment")
+    page.locator("table.deployments tbody a").first.click()
+    page.wait_for_url("**/deployments/**")
+    assert page.locator("h1").count() == 1 and "Steps" in page.content()
+    screenshot("deployment")
+
+
 def test_a_script_in_a_report_does_not_run(signed_in, live_server, users):
     import io
 

@@ -74,12 +74,13 @@ def audit_count(api) -> int:
     return AuditEvent.objects.filter(project=api.project).count()
 
 
-JSON_ENDPOINTS = ["runs/", "runs/7/stages/", "runs/7/artifacts/", "runs/7/deployments/"]
+JSON_ENDPOINTS = ["runs/", "runs/7/stages/", "runs/7/artifacts/", "runs/7/deployments/", "checks/"]
 VALID_BODIES = {
     "runs/": {"build_number": 7},
     "runs/7/stages/": {"name": "Build", "status": "running"},
     "runs/7/artifacts/": {"repository": "registry.example.com/shop/app", "tag": "abc"},
     "runs/7/deployments/": {"environment": "staging", "status": "running"},
+    "checks/": {"environment": "staging", "url": "https://staging.example.com/healthz", "ok": True},
 }
 ALL_POST_ENDPOINTS = [*JSON_ENDPOINTS, "runs/7/reports/"]
 
@@ -171,6 +172,52 @@ def test_it_keeps_a_finished_run_status_when_its_last_stage_reports_late(api):
     response = api.stage(8, {"name": "Deploy", "status": "running", "started_at": at(8)})
     assert response.status_code == 201 and response.json()["run_status"] == "failed"
     assert the_run(api, 8).status == RunStatus.FAILED
+
+
+FINISHED = {"build_number": 3, "status": "success", "branch": "dev", "commit_sha": "a" * 40,
+            "build_url": "https://jenkins.example.com/job/shop/3/", "finished_at": at(10)}
+
+
+@pytest.mark.parametrize(("name", "value"), [("branch", "origin/master"), ("commit_sha", "b" * 40),
+                                             ("build_url", "https://jenkins.example.com/job/asgard/3/")])
+def test_it_refuses_to_rewrite_a_finished_runs_identity_with_409_and_audits_it(api, name, value):
+    api.run(FINISHED)
+    events = audit_count(api)
+    response = api.run({"build_number": 3, "status": "failed", "commit_title": "rewritten", name: value})
+    assert response.status_code == 409
+    assert list(response.json()) == [name]
+    run = the_run(api, 3)
+    assert (run.branch, run.commit_sha, run.build_url, run.status, run.commit_title) == (
+        "dev", "a" * 40, FINISHED["build_url"], RunStatus.SUCCESS, "")
+    assert audit_count(api) == events + 1
+    event = AuditEvent.objects.filter(project=api.project).latest("pk")
+    assert (event.action, event.target_id, event.actor_label) == ("run.identity_refused", str(run.pk),
+                                                                  f"jenkins (dp_{api.token[3:11]})")
+    assert list(event.data["refused"]) == [name]
+
+
+def test_it_fills_in_a_finished_runs_unknown_identity_and_takes_the_same_again(api):
+    api.run({"build_number": 3, "status": "success"})
+    assert api.run(FINISHED).status_code == 200
+    assert api.run({**FINISHED, "branch": "origin/dev", "commit_sha": "A" * 40}).status_code == 200
+    assert the_run(api, 3).branch == "dev"
+
+
+def test_a_running_run_may_still_learn_its_identity(api):
+    api.run({**FINISHED, "status": "running"})
+    assert api.run({**FINISHED, "branch": "feature/x"}).status_code == 200
+    assert the_run(api, 3).branch == "feature/x"
+
+
+def test_it_refuses_to_attach_a_build_that_contradicts_a_finished_portal_run_and_changes_nothing(api, users):
+    portal_run = RunFactory(project=api.project, build_number=None, status=RunStatus.ABORTED, branch="dev",
+                            trigger=RunTrigger.PORTAL, triggered_by=users.developer)
+    api.stage(77, {"name": "Lint", "status": "success"})
+    response = api.run({"build_number": 77, "portal_run_id": portal_run.pk, "branch": "master"})
+    assert response.status_code == 409
+    portal_run.refresh_from_db()
+    assert portal_run.build_number is None
+    assert the_run(api, 77).stages.get().name == "Lint"
 
 
 def test_it_attaches_a_build_to_the_run_the_portal_triggered(api, users):

@@ -141,3 +141,21 @@ def test_it_keeps_a_report_that_cannot_be_parsed_as_failed(client, shop, django_
     assert response.status_code == 202
     report = Report.objects.get()
     assert report.status == ReportStatus.FAILED and report.error
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".json", "é" * 250 + ".json", "x" * 254, "r." + "j" * 300])
+def test_it_stores_a_report_whose_name_is_longer_than_the_file_system_allows(client, shop, name,
+                                                                             django_capture_on_commit_callbacks):
+    project, token = shop
+    client.raise_request_exception = False
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(client, token, TRIVY, kind="trivy", name=name)
+    assert response.status_code == 202
+    report = Report.objects.get()
+    assert report.status == ReportStatus.PARSED
+    assert 0 < len(report.original_name) <= 255  # Django's upload handler has cut it to 255 characters
+    stored = Path(report.file.path)
+    assert stored.read_bytes() == TRIVY
+    assert len(stored.name.encode()) <= 255 and stored.name.startswith(f"{report.run_id}-{report.sha256[:16]}-")
+    if name.endswith(".json"):
+        assert stored.name.endswith(".json")

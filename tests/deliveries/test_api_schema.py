@@ -23,6 +23,7 @@ def test_it_serves_a_valid_openapi_schema_without_login(client):
         "/api/v1/projects/{slug}/runs/{build_number}/artifacts/",
         "/api/v1/projects/{slug}/runs/{build_number}/reports/",
         "/api/v1/projects/{slug}/runs/{build_number}/deployments/",
+        "/api/v1/projects/{slug}/checks/",
         "/api/v1/hooks/jenkins-notification/",
     } <= paths
     upload = schema["paths"]["/api/v1/projects/{slug}/runs/{build_number}/reports/"]["post"]

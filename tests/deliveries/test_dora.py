@@ -5,8 +5,17 @@ from django.utils import timezone
 
 from deliveries import dora
 from deliveries.models import Promotion
-from environments.models import AvailabilityCheck, DeploymentKind, DeploymentStatus
-from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory, StageFactory, UserFactory
+from environments import deployments
+from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus
+from tests.factories import (
+    ArtifactFactory,
+    DeploymentFactory,
+    EnvironmentFactory,
+    ProjectFactory,
+    RunFactory,
+    StageFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +116,41 @@ def test_an_empty_period_has_no_bands_but_frequency(project):
     assert keys.deployments == 0 and keys.median_lead_time is None and keys.change_failure_rate is None
     assert keys.bands() == {"deployment_frequency": "Low", "lead_time": None, "change_failure_rate": None,
                             "time_to_restore": None}
+
+
+def test_an_automatic_rollback_counts_the_failed_change_and_its_restore(project, production):
+    v1 = deploy(project, production, NOW - timedelta(days=2))
+    v2 = deploy(project, production, NOW - timedelta(days=1), status=DeploymentStatus.RUNNING)
+    Deployment.objects.filter(pk=v2.pk).update(finished_at=None)
+    v2.refresh_from_db()
+    rollback = deployments.roll_back_automatically(v2, reason="v2 was never healthy", restored=v1)
+    assert (rollback.kind, rollback.replaced, rollback.finished_at) == (DeploymentKind.ROLLBACK, v2, v2.finished_at)
+    keys = dora.four_keys(project, now=timezone.now() + timedelta(minutes=1))
+    assert (keys.deployments, keys.failed_changes) == (2, 1), "the rollback is no change; the failed deploy is"
+    assert keys.restores == [timedelta(0)], "the previous version serves again as the failure is recorded"
+
+
+def test_a_manual_rollback_counts_the_change_it_undid_and_ends_the_outage(project, production):
+    production.docker_host_url, production.health_url = "unix:///x.sock", "https://p.example.com/healthz"
+    production.save()
+    v1 = deploy(project, production, NOW - timedelta(hours=5))
+    v1.artifacts.set([ArtifactFactory(run=v1.source_run)])
+    v2 = deploy(project, production, NOW - timedelta(hours=3))
+    broken = NOW - timedelta(hours=2)
+    AvailabilityCheck.objects.create(environment=production, project=project, deployment=v2, url="https://p",
+                                     ok=False, status_code=500, checked_at=broken)
+    rollback = deployments.request_rollback(to=v1, actor_label="olga.ops")
+    deployments.succeed(rollback)
+    assert rollback.replaced == v2
+    keys = dora.four_keys(project, now=timezone.now() + timedelta(minutes=1))
+    assert (keys.deployments, keys.failed_changes) == (2, 1)
+    (restore,) = keys.restores
+    assert restore == rollback.finished_at - broken
+
+
+def test_another_projects_failing_checks_do_not_count(project, production):
+    deploy(project, production, NOW - timedelta(days=4))
+    AvailabilityCheck.objects.create(environment=production, project=ProjectFactory(), url="https://other",
+                                     ok=False, checked_at=NOW - timedelta(days=3))
+    keys = dora.four_keys(project, now=NOW)
+    assert (keys.failed_changes, keys.restores) == (0, [])

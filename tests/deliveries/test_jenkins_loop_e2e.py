@@ -7,7 +7,6 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from deliveries import triggers
 from deliveries.models import PipelineRun, ProjectToken, RunStatus, RunTrigger
 from environments.models import DeploymentStatus
 from portal.roles import Role
@@ -33,9 +32,7 @@ def wait_until_finished(run: PipelineRun) -> PipelineRun:
     raise AssertionError(f"run still {run.status} after {DEADLINE_SECONDS}s: {list(run.stages.values_list())}")
 
 
-def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, client, settings, monkeypatch):
-    monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.02)
-    monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.1)
+def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, client, settings):
     for role in Role:  # a transactional test before this one may have flushed the groups the migration made
         Group.objects.get_or_create(name=role)
     developer = UserFactory(username="dana", roles=[Role.DEVELOPER])

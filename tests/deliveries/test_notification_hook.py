@@ -37,15 +37,15 @@ def message(phase, *, number=18, status=None, timestamp=None, duration=None, **b
     """A message shaped as the plugin (1.17+) makes it: snake_case, nulls omitted, `timestamp` and `duration`
     in ms as the JobListener sets them (STARTED: the start; COMPLETED: start + duration; FINALIZED: now)."""
     payload = {
-        "name": "shop",
+        "name": "shop",  # the job's own name; `url` has its folders (the factory's job path is delivery/shop)
         "display_name": "shop",
-        "url": "job/shop/",
+        "url": "job/delivery/job/shop/",
         "build": {
-            "full_url": f"https://jenkins.example.com/job/shop/{number}/",
+            "full_url": f"https://jenkins.example.com/job/delivery/job/shop/{number}/",
             "number": number,
             "queue_id": 612,
             "phase": phase,
-            "url": f"job/shop/{number}/",
+            "url": f"job/delivery/job/shop/{number}/",
             "scm": {"url": "git@gitlab.example.com:group/shop.git", "branch": "origin/dev", "commit": SHA,
                     "changes": ["app/views.py"], "culprits": ["dana"]},
             "log": "",
@@ -69,8 +69,21 @@ def the_run(project, number=18) -> PipelineRun:
 # --- Real payloads ---------------------------------------------------------------------------------
 
 
-def test_it_records_the_real_completed_payload_of_the_plugins_example(client, shop, shared_fixture):
-    project, token = shop
+@pytest.fixture
+def job_of(shop):
+    """The shop project, its Jenkins job path set to `job` (a real payload's)."""
+
+    def set_job(job: str):
+        project, token = shop
+        project.jenkins_job_path = job
+        project.save(update_fields=["jenkins_job_path"])
+        return project, token
+
+    return set_job
+
+
+def test_it_records_the_real_completed_payload_of_the_plugins_example(client, job_of, shared_fixture):
+    project, token = job_of("asgard")
     payload = json.loads(shared_fixture("jenkins/notification_plugin_payload.gist-modcab.json").read_bytes())
     response = notify(client, token, payload)
     assert response.status_code == 200
@@ -84,8 +97,8 @@ def test_it_records_the_real_completed_payload_of_the_plugins_example(client, sh
     assert event.action == "run.created" and event.actor_label.startswith("jenkins (dp_")
 
 
-def test_it_records_the_real_finalized_payload_of_a_matrix_bot(client, shop, shared_fixture):
-    project, token = shop
+def test_it_records_the_real_finalized_payload_of_a_matrix_bot(client, job_of, shared_fixture):
+    project, token = job_of("Synapse")
     path = shared_fixture("jenkins/notification_plugin_payload.finalized.matrix-neb-comment.json")
     response = notify(client, token, path.read_bytes(), how="header")
     assert response.status_code == 200
@@ -94,13 +107,101 @@ def test_it_records_the_real_finalized_payload_of_a_matrix_bot(client, shop, sha
     assert run.build_url == "http://localhost:9009/job/Synapse/8/"
 
 
-def test_the_real_payloads_twice_change_nothing_the_second_time(client, shop, shared_fixture):
-    project, token = shop
+def test_the_real_payloads_twice_change_nothing_the_second_time(client, job_of, shared_fixture):
+    project, token = job_of("asgard")
     body = shared_fixture("jenkins/notification_plugin_payload.gist-modcab.json").read_bytes()
     notify(client, token, body)
     events = AuditEvent.objects.count()
     assert notify(client, token, body).status_code == 200
     assert PipelineRun.objects.count() == 1 and AuditEvent.objects.count() == events
+
+
+def test_a_project_without_a_job_path_takes_any_job(client, job_of, shared_fixture):
+    project, token = job_of("")
+    payload = json.loads(shared_fixture("jenkins/notification_plugin_payload.gist-modcab.json").read_bytes())
+    assert notify(client, token, payload).status_code == 200
+    assert the_run(project, 18).build_url == "http://localhost:8080/job/asgard/18/"
+
+
+# --- The job and the run's identity ----------------------------------------------------------------
+
+
+def test_it_refuses_another_jobs_payload_with_409_and_changes_nothing(client, shop, shared_fixture):
+    project, token = shop  # job path delivery/shop; the payload is job asgard's build 18
+    run = RunFactory(project=project, build_number=18, status=RunStatus.SUCCESS, branch="dev", commit_sha=SHA,
+                     build_url="https://jenkins.example.com/job/delivery/job/shop/18/")
+    events = AuditEvent.objects.count()
+    payload = json.loads(shared_fixture("jenkins/notification_plugin_payload.gist-modcab.json").read_bytes())
+    response = notify(client, token, payload)
+    assert response.status_code == 409
+    assert "asgard" in response.json()["name"][0] and "delivery/shop" in response.json()["name"][0]
+    fresh = the_run(project, 18)
+    assert (fresh.branch, fresh.commit_sha, fresh.build_url, fresh.status) == (
+        "dev", SHA, run.build_url, RunStatus.SUCCESS)
+    assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("url", "job/other/job/shop/"),
+    ("build.url", "job/asgard/18/"),
+    ("build.full_url", "https://jenkins.example.com/jenkins/job/asgard/18/"),
+    ("name", "asgard"),
+])
+def test_it_refuses_a_payload_naming_another_job_anywhere(client, shop, where, value):
+    project, token = shop
+    payload = message("STARTED")
+    if where.startswith("build."):
+        payload["build"][where.removeprefix("build.")] = value
+    else:
+        payload[where] = value
+    response = notify(client, token, payload)
+    assert response.status_code == 409
+    assert not PipelineRun.objects.exists()
+
+
+def test_it_takes_the_job_by_name_alone_when_the_payload_has_no_url(client, shop):
+    project, token = shop
+    payload = message("STARTED")
+    del payload["url"], payload["build"]["url"], payload["build"]["full_url"]
+    assert notify(client, token, payload).status_code == 200
+    payload["name"] = "asgard"
+    assert notify(client, token, payload).status_code == 409
+
+
+def test_it_takes_a_job_path_with_escaped_characters(client, shop):
+    project, token = shop
+    project.jenkins_job_path = "delivery/my shop"
+    project.save(update_fields=["jenkins_job_path"])
+    payload = message("STARTED", full_url="https://jenkins.example.com/job/delivery/job/my%20shop/18/",
+                      url="job/delivery/job/my%20shop/18/")
+    payload.update(name="my shop", url="job/delivery/job/my%20shop/")
+    assert notify(client, token, payload).status_code == 200
+
+
+def test_it_refuses_to_rewrite_a_finished_runs_identity_with_409_and_audits_it(client, shop):
+    project, token = shop
+    notify(client, token, message("COMPLETED", status="SUCCESS", timestamp=MS0 + 600_000, duration=600_000))
+    before = the_run(project)
+    hostile = message("FINALIZED", status="FAILURE", timestamp=MS0 + 660_000, duration=600_000,
+                      full_url="https://jenkins.example.com/job/delivery/job/shop/18/rewritten/")
+    hostile["build"]["scm"].update(branch="origin/master", commit="f" * 40)
+    response = notify(client, token, hostile)
+    assert response.status_code == 409
+    assert set(response.json()) == {"branch", "commit_sha", "build_url"}
+    after = the_run(project)
+    assert (after.branch, after.commit_sha, after.build_url, after.status) == (
+        before.branch, before.commit_sha, before.build_url, RunStatus.SUCCESS)
+    event = AuditEvent.objects.filter(project=project).latest("pk")
+    assert event.action == "run.identity_refused"
+    assert event.data["refused"]["branch"] == {"kept": "dev", "refused": "master"}
+
+
+def test_the_same_identity_again_is_no_conflict(client, shop):
+    project, token = shop
+    notify(client, token, message("COMPLETED", status="SUCCESS", timestamp=MS0 + 600_000, duration=600_000))
+    again = message("FINALIZED", status="SUCCESS", timestamp=MS0 + 660_000, duration=600_000)
+    again["build"]["scm"]["commit"] = SHA.upper()
+    assert notify(client, token, again).status_code == 200
 
 
 # --- A whole build, in order and out of order ------------------------------------------------------
@@ -222,7 +323,7 @@ def test_it_refuses_a_missing_or_invalid_token_with_401(client, shop, token):
 
 def test_the_run_goes_to_the_tokens_project(client, shop):
     project, token = shop
-    _, _, other = issue_project_token(ProjectFactory(slug="other"))
+    _, _, other = issue_project_token(ProjectFactory(slug="other", jenkins_job_path=""))
     notify(client, other, message("STARTED"))
     assert not PipelineRun.objects.filter(project=project).exists()
     assert PipelineRun.objects.get().project.slug == "other"

@@ -7,9 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from deliveries import triggers
 from deliveries.models import AuditEvent, PipelineRun, RunStatus, RunTrigger
 from simulators.jenkins import Scenario, SimulatedJenkins
+from tests.deliveries.test_triggers import take_scheduled_looks
 from tests.factories import ProjectFactory, RunFactory, StageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +32,7 @@ def jenkins_settings(settings):
 
 
 @pytest.fixture
-def fake(settings, monkeypatch):
-    monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.01)
-    monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.05)
+def fake(settings):
     with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.05, speed=0.02) as fake:
         fake.add_job(JOB)
         settings.JENKINS_URL = fake.url
@@ -145,8 +143,9 @@ def test_a_triggered_run_follows_the_build_on_jenkins(client, users, project, fa
     client.force_login(users.developer)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(trigger_url(), {"branch": "dev"})
+    take_scheduled_looks(fake)
     run = PipelineRun.objects.get()
-    # The test settings run tasks inline: the trigger task has run and followed the queue item.
+    # The test settings run tasks inline: the trigger task has run, and the looks it scheduled followed the item.
     assert (run.queue_id, run.build_number, run.status) == (100, 1, RunStatus.RUNNING)
     assert fake.queue[100].params["PORTAL_RUN_ID"] == str(run.pk)
     assert response.status_code == 302
@@ -206,6 +205,7 @@ def test_a_failed_trigger_is_retried_through_run_pipeline(client, users, project
     client.force_login(users.developer)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("run-retry", args=["shop", failed.pk]))
+    take_scheduled_looks(fake)
     retried = PipelineRun.objects.exclude(pk=failed.pk).get()
     assert response.status_code == 302 and response.url == retried.get_absolute_url()
     assert (retried.branch, retried.commit_sha, retried.triggered_by) == ("feature/x", "abc1234", users.developer)
@@ -325,6 +325,7 @@ def test_it_aborts_a_running_build(client, users, project, fake, django_capture_
     client.force_login(users.developer)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(trigger_url(), {"branch": "dev"})
+    take_scheduled_looks(fake)
     run = PipelineRun.objects.get()
     assert run.build_number == 1 and fake.build(JOB, 1).building
     client.force_login(users.operator)

@@ -254,7 +254,7 @@ def test_a_report_uploaded_twice_at_once_is_one_report():
 
 
 def test_notification_timestamps_follow_the_plugins_job_listener():
-    project = ProjectFactory()
+    project = ProjectFactory(jenkins_job_path="")  # a message naming no job
     ms = int(T0.timestamp() * 1000)
     message = {"build": {"number": 3, "phase": "COMPLETED", "status": "SUCCESS", "timestamp": ms + 90_000,
                          "duration": 90_000}}

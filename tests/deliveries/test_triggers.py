@@ -23,9 +23,6 @@ JOB = "delivery/shop"
 def fast(monkeypatch):
     """Backoff in milliseconds rather than seconds; `fast.sleeps` records every wait."""
     monkeypatch.setattr(triggers, "TRIGGER_BACKOFF_SECONDS", 0.01)
-    monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.01)
-    monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.05)
-    monkeypatch.setattr(triggers, "QUEUE_WAIT_SECONDS", 5.0)
     sleeps = []
 
     def sleep(seconds):
@@ -110,10 +107,51 @@ def test_it_refuses_to_abort_a_finished_run(project, developer):
 # --- trigger_run (the worker side) -------------------------------------------------------------------
 
 
-def test_it_triggers_the_build_and_follows_it_out_of_the_queue(fake, fast, project):
-    fake.queue_seconds = 1.0  # long enough that the first poll finds it waiting, even on a loaded machine
+def scheduled_looks() -> list[tuple]:
+    """The one-off Schedules that look at a queue item again: (run id, look number, seconds from now)."""
+    import ast
+
+    from django_q.models import Schedule
+
+    now = timezone.now()
+    return [(*ast.literal_eval(schedule.args), round((schedule.next_run - now).total_seconds()))
+            for schedule in Schedule.objects.filter(func="deliveries.tasks.follow_queue").order_by("pk")]
+
+
+def run_scheduled_look() -> str:
+    """Run the next scheduled look, as the default cluster's scheduler does when its time comes."""
+    import ast
+
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.filter(func="deliveries.tasks.follow_queue").order_by("pk").first()
+    schedule.delete()  # a ONCE schedule is deleted when it runs
+    return tasks.follow_queue(*ast.literal_eval(schedule.args))
+
+
+def take_scheduled_looks(fake) -> str | None:
+    """Once Jenkins' queue items have left the queue, take the looks scheduled at them; the run's last status."""
+    status = None
+    while scheduled_looks():
+        assert fake_wait(lambda: all(item.build or item.cancelled for item in fake.queue.values()))
+        status = run_scheduled_look()
+    return status
+
+
+def trigger_and_follow(fake, run) -> str:
+    """Trigger the run's build, then follow its queue item out of the queue as the scheduled looks do."""
+    status = tasks.trigger_run(run.pk)
+    return take_scheduled_looks(fake) or status
+
+
+def test_it_triggers_the_build_and_follows_it_out_of_the_queue_without_sleeping(fake, fast, project):
+    fake.queue_seconds = 1.0  # long enough that the first look finds it waiting, even on a loaded machine
     run = queued_run(project, branch="feature/x", commit_sha="abc1234")
-    assert tasks.trigger_run(run.pk) == RunStatus.RUNNING
+    assert tasks.trigger_run(run.pk) == RunStatus.QUEUED
+    assert fast.sleeps == []  # the worker is free at once
+    assert scheduled_looks() == [(run.pk, 1, 10)]  # looked at again later, by a task of its own
+    assert fake_wait(lambda: fake.queue[100].build)
+    assert run_scheduled_look() == RunStatus.RUNNING
     run.refresh_from_db()
     assert run.queue_id == 100
     assert run.build_number == 1
@@ -121,7 +159,20 @@ def test_it_triggers_the_build_and_follows_it_out_of_the_queue(fake, fast, proje
     assert run.started_at is not None
     assert fake.queue[100].params["PORTAL_RUN_ID"] == str(run.pk)
     assert fake.queue[100].params["BRANCH"] == "feature/x"
-    assert fast.sleeps and max(fast.sleeps) <= 0.05
+    assert scheduled_looks() == []
+
+
+def test_a_queue_item_is_looked_at_a_bounded_number_of_times(fake, fast, project):
+    fake.queue_seconds = 60
+    run = queued_run(project)
+    tasks.trigger_run(run.pk)
+    looks = 1
+    while scheduled_looks():
+        assert run_scheduled_look() == RunStatus.QUEUED
+        looks += 1
+    assert looks == len(triggers.QUEUE_CHECK_DELAYS) + 1
+    assert sum(triggers.QUEUE_CHECK_DELAYS) <= 600  # about as long as Jenkins keeps a queue item it left
+    assert fast.sleeps == []
 
 
 def test_triggering_twice_queues_one_build(fake, fast, project):
@@ -133,9 +184,9 @@ def test_triggering_twice_queues_one_build(fake, fast, project):
 
 def test_a_run_with_a_queue_item_is_followed_not_triggered_again(fake, fast, project):
     run = queued_run(project)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     PipelineRun.objects.filter(pk=run.pk).update(build_number=None, status=RunStatus.QUEUED)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     assert len(fake.queue) == 1
     run.refresh_from_db()
     assert run.build_number == 1
@@ -154,7 +205,7 @@ def test_it_never_records_a_build_twice(fake, fast, project, caplog):
     # A callback without PORTAL_RUN_ID made a run of its own for build #1 meanwhile.
     other = RunFactory(project=project, build_number=1, status=RunStatus.RUNNING)
     run = queued_run(project)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     run.refresh_from_db()
     assert run.build_number is None and run.queue_id == 100
     assert PipelineRun.objects.filter(project=project, build_number=1).get() == other
@@ -203,31 +254,29 @@ def test_a_trigger_that_succeeds_on_a_retry_queues_one_build(fake, fast, project
 
     monkeypatch.setattr(jenkins, "trigger", flaky)
     run = queued_run(project)
-    assert tasks.trigger_run(run.pk) == RunStatus.RUNNING
+    assert trigger_and_follow(fake, run) == RunStatus.RUNNING
     assert len(calls) == 2 and len(fake.queue) == 1
 
 
-def test_a_cancelled_queue_item_ends_the_run_aborted(fake, fast, project, monkeypatch):
+def test_a_cancelled_queue_item_ends_the_run_aborted(fake, fast, project):
     fake.queue_seconds = 5
-
-    def cancel_in_jenkins_then_sleep(seconds):
-        fake.cancel_item(str(min(fake.queue)))  # someone cancels it in the Jenkins UI
-        fast(seconds)
-
-    monkeypatch.setattr(triggers, "sleep", cancel_in_jenkins_then_sleep)
     run = queued_run(project)
-    assert tasks.trigger_run(run.pk) == RunStatus.ABORTED
+    assert tasks.trigger_run(run.pk) == RunStatus.QUEUED
+    fake.cancel_item(str(min(fake.queue)))  # someone cancels it in the Jenkins UI
+    assert run_scheduled_look() == RunStatus.ABORTED
     run.refresh_from_db()
     assert run.status_reason == "The build was cancelled in the Jenkins queue."
     assert run.build_number is None
+    assert scheduled_looks() == []
 
 
-def test_it_stops_following_a_long_wait_and_leaves_the_run_queued(fake, fast, project, monkeypatch):
+def test_an_unreachable_jenkins_is_looked_at_again_later(fake, fast, project, settings):
     fake.queue_seconds = 5
-    monkeypatch.setattr(triggers, "QUEUE_WAIT_SECONDS", 0.1)
     run = queued_run(project)
-    assert tasks.trigger_run(run.pk) == RunStatus.QUEUED  # the build's callback will attach it
-    assert sum(fast.sleeps) < 0.3
+    tasks.trigger_run(run.pk)
+    settings.JENKINS_URL = f"http://127.0.0.1:{closed_port()}"
+    assert run_scheduled_look() == RunStatus.QUEUED
+    assert scheduled_looks() == [(run.pk, 2, 20)]
 
 
 def test_a_finished_run_is_not_triggered(fake, fast, project):
@@ -243,7 +292,7 @@ def test_a_finished_run_is_not_triggered(fake, fast, project):
 def test_it_stops_a_running_build(fake, fast, project):
     fake.scenario = Scenario(hold_at="Checkout")
     run = queued_run(project)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     assert tasks.abort_run(run.pk) == RunStatus.ABORTED
     assert fake.saw("POST", "/job/delivery/job/shop/1/stop")
     assert fake.wait_for_builds(5)
@@ -296,24 +345,20 @@ def test_aborting_twice_or_a_finished_run_changes_nothing(fake, fast, project):
 def test_an_abort_jenkins_refuses_leaves_the_run_with_the_reason(fake, fast, project, settings):
     fake.scenario = Scenario(hold_at="Checkout")
     run = queued_run(project)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     settings.JENKINS_TOKEN = "wrong"
     assert tasks.abort_run(run.pk) == RunStatus.RUNNING
     run.refresh_from_db()
     assert run.status_reason == "Could not abort: Jenkins refused the credentials (401)."
 
 
-def test_an_abort_during_the_trigger_stops_what_jenkins_queued(fake, fast, project, monkeypatch):
+def test_an_abort_during_the_trigger_stops_what_jenkins_queued(fake, fast, project):
     fake.queue_seconds = 5
     run = queued_run(project)
-
-    def aborted_in_the_portal_then_sleep(seconds):
-        # abort_run came while the trigger was on its way: it marked the run aborted, with nothing to cancel yet.
-        PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.ABORTED)
-        fast(seconds)
-
-    monkeypatch.setattr(triggers, "sleep", aborted_in_the_portal_then_sleep)
-    assert tasks.trigger_run(run.pk) == RunStatus.ABORTED
+    assert tasks.trigger_run(run.pk) == RunStatus.QUEUED
+    # abort_run came while the trigger was on its way: it marked the run aborted, with nothing to cancel yet.
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.ABORTED)
+    assert run_scheduled_look() == RunStatus.ABORTED
     assert fake.queue[100].cancelled
 
 
@@ -340,10 +385,10 @@ def fake_wait(predicate, timeout=5.0):
 HOUR_AGO = timedelta(hours=1)
 
 
-def silent_run(project, fast, **scenario) -> PipelineRun:
+def silent_run(project, fake, **scenario) -> PipelineRun:
     """A run triggered on the fake Jenkins, whose build has since ended (or is held), quiet for an hour."""
     run = queued_run(project)
-    tasks.trigger_run(run.pk)
+    trigger_and_follow(fake, run)
     quieten(run)
     return PipelineRun.objects.get(pk=run.pk)
 
@@ -361,7 +406,7 @@ def build_info_requests(fake, number=1):
     ("SUCCESS", RunStatus.SUCCESS), ("UNSTABLE", RunStatus.UNSTABLE), ("ABORTED", RunStatus.ABORTED),
 ])
 def test_a_run_that_stopped_reporting_takes_the_result_jenkins_gives(fake, fast, project, result, status):
-    run = silent_run(project, fast)
+    run = silent_run(project, fake)
     assert fake.wait_for_builds(10)
     fake.build(JOB, 1).result = result
     assert run.status == RunStatus.RUNNING  # Jenkins has finished; the portal heard nothing
@@ -381,7 +426,7 @@ def test_a_run_that_stopped_reporting_takes_the_result_jenkins_gives(fake, fast,
 
 def test_a_failed_build_ends_the_run_with_how_its_console_ends(fake, fast, project):
     fake.scenario = Scenario(fail_at="App checks")
-    run = silent_run(project, fast)
+    run = silent_run(project, fake)
     assert fake.wait_for_builds(10)
     tasks.reconcile_runs()
     run.refresh_from_db()
@@ -393,7 +438,7 @@ def test_a_failed_build_ends_the_run_with_how_its_console_ends(fake, fast, proje
 
 def test_a_long_console_is_cut_to_its_last_whole_lines(fake, fast, project):
     fake.scenario = Scenario(fail_at="Gauntlt attacks")
-    run = silent_run(project, fast)
+    run = silent_run(project, fake)
     assert fake.wait_for_builds(10)
     fake.build(JOB, 1).console[1:1] = [f"noise line {i} " + "x" * 60 for i in range(40)]
     tasks.reconcile_runs()
@@ -404,7 +449,7 @@ def test_a_long_console_is_cut_to_its_last_whole_lines(fake, fast, project):
 
 def test_a_build_still_going_is_left_running_and_not_asked_again_at_once(fake, fast, project):
     fake.scenario = Scenario(hold_at="Load test")
-    run = silent_run(project, fast)
+    run = silent_run(project, fake)
     assert tasks.reconcile_runs() == {"asked": 1, "finished": 0, "still_going": 1}
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and run.jenkins_checked_at is not None
@@ -415,7 +460,7 @@ def test_a_build_still_going_is_left_running_and_not_asked_again_at_once(fake, f
 
 
 def test_a_build_jenkins_no_longer_knows_ends_the_run_aborted_with_the_reason(client, fake, fast, project):
-    run = silent_run(project, fast)
+    run = silent_run(project, fake)
     assert fake.wait_for_builds(10)
     fake.forget_build(JOB, 1)
     tasks.reconcile_runs()
@@ -459,7 +504,7 @@ def test_an_unreachable_jenkins_changes_nothing_and_is_logged(fast, project, set
 
 def test_runs_with_recent_news_are_not_asked(fake, fast, project):
     fake.scenario = Scenario(hold_at="Checkout")
-    recent = silent_run(project, fast)
+    recent = silent_run(project, fake)
     StageFactory(run=recent, name="Checkout", started_at=timezone.now() - timedelta(minutes=2), finished_at=None,
                  status="running")
     quiet = RunFactory(project=project, build_number=5, status=RunStatus.RUNNING, finished_at=None)
@@ -489,30 +534,37 @@ def redis_broker(monkeypatch, list_key: str):
     return Redis(list_key=list_key)
 
 
-@pytest.mark.parametrize("broker_name", ["orm", "redis"])
-def test_the_reconciler_schedule_exists_and_queues_its_task_on_either_broker(monkeypatch, broker_name):
+def funcs_the_scheduler_queues(monkeypatch, broker_name: str) -> set[str]:
+    """Run django-q2's scheduler once, as a running cluster does, on a fresh queue of the broker; what it queued."""
     import uuid
 
     from django_q import scheduler as django_q_scheduler
     from django_q.brokers.orm import ORM
     from django_q.conf import Conf
-    from django_q.models import Schedule
     from django_q.signing import SignedPackage
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # queue the task on the broker, as a running cluster does
+    monkeypatch.setattr(django_q_scheduler, "close_old_django_connections", lambda: None)  # the test's transaction
+    list_key = f"scheduler-test-{uuid.uuid4().hex}"
+    broker = ORM(list_key=list_key) if broker_name == "orm" else redis_broker(monkeypatch, list_key)
+    funcs = set()
+    try:
+        django_q_scheduler.scheduler(broker=broker)
+        while broker.queue_size():
+            funcs |= {SignedPackage.loads(package)["func"] for _, package in broker.dequeue()}
+    finally:
+        broker.delete_queue()
+    return funcs
+
+
+@pytest.mark.parametrize("broker_name", ["orm", "redis"])
+def test_the_reconciler_schedule_exists_and_queues_its_task_on_either_broker(monkeypatch, broker_name):
+    from django_q.models import Schedule
 
     schedule = Schedule.objects.get(name="Reconcile runs with Jenkins")  # made by a migration
     assert (schedule.func, schedule.schedule_type, schedule.repeats) == (
         "deliveries.tasks.reconcile_runs", Schedule.MINUTES, -1)
-    monkeypatch.setattr(Conf, "SYNC", False)  # queue the task on the broker, as a running cluster does
-    monkeypatch.setattr(django_q_scheduler, "close_old_django_connections", lambda: None)  # the test's transaction
-    list_key = f"reconciler-test-{uuid.uuid4().hex}"
-    broker = ORM(list_key=list_key) if broker_name == "orm" else redis_broker(monkeypatch, list_key)
-    try:
-        django_q_scheduler.scheduler(broker=broker)
-        queued = broker.dequeue()
-    finally:
-        broker.delete_queue()
-    task = SignedPackage.loads(queued[0][1])
-    assert task["func"] == "deliveries.tasks.reconcile_runs"
+    assert "deliveries.tasks.reconcile_runs" in funcs_the_scheduler_queues(monkeypatch, broker_name)
     schedule.refresh_from_db()
     assert schedule.next_run > timezone.now()
 

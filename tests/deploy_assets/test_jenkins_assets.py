@@ -28,12 +28,13 @@ CONTRACT = {
     "runs/{build}/artifacts/": {"repository", "tag", "digest", "registry"},
     "runs/{build}/reports/": None,  # multipart: file (+ kind)
     "runs/{build}/deployments/": {"environment", "status", "images", "started_at", "finished_at", "log"},
+    "checks/": {"environment", "url", "ok", "status_code", "latency_ms", "error"},
 }
 RUN_STATUSES = ["running", "success", "failed", "unstable", "aborted"]
 STAGE_STATUSES = ["pending", "running", "success", "failed", "unstable", "aborted", "skipped"]
 DEPLOYMENT_STATUSES = ["running", "success", "failed"]
 REPORT_KINDS = ["trivy", "gauntlt", "jmeter"]
-STEPS = ["portalRun", "portalStage", "portalReport", "portalArtifact", "portalDeployment"]
+STEPS = ["portalRun", "portalStage", "portalReport", "portalArtifact", "portalDeployment", "portalCheck"]
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +349,11 @@ SCENARIOS = {
     "unstable": ([], "portalStage(order: 9) { unstable('an attack succeeded') }", {}),
     "deployfail": ([], "thrown = new AbortException('unreachable host')\n"
                    "portalDeployment(environment: 'production', images: []) { throw thrown }", {}),
+    "check": ([], "portalCheck(environment: 'staging', url: 'http://staging.example.com/healthz') { echo 'up' }\n"
+              "portalCheck(environment: 'staging', url: 'http://s.example.com/', ok: true, statusCode: 200,"
+              " latencyMs: 35)\n"
+              "thrown = new AbortException('not available after 20 attempts')\n"
+              "portalCheck(environment: 'staging', url: 'http://staging.example.com/healthz') { throw thrown }", {}),
     "badinput": ([], "portalArtifact(repository: 'r/app', tag: 't', digest: 'latest')\n"
                  "portalReport(file: 'reports/missing.json', kind: 'trivy')\n"
                  "portalReport(file: 'reports/trivy-app.json', kind: 'zap')\n"
@@ -507,6 +513,18 @@ def test_it_reports_a_failed_deployment_and_rethrows(library_runs, fake_portal):
     assert "unreachable host" in failed["log"]
 
 
+def test_it_reports_the_availability_stage_as_a_check_and_rethrows_its_failure(library_runs, fake_portal):
+    outcome = library_runs["check"]
+    assert outcome["error"] == "not available after 20 attempts" and outcome["sameError"] is True
+    requests = fake_portal.for_slug("check")
+    assert [r.path for r in requests] == ["checks/"] * 3
+    passed, single, failed = (r.json for r in requests)
+    assert passed == {"environment": "staging", "url": "http://staging.example.com/healthz", "ok": True}
+    assert single == {"environment": "staging", "url": "http://s.example.com/", "ok": True, "status_code": 200,
+                      "latency_ms": 35}
+    assert failed["ok"] is False and "not available after 20 attempts" in failed["error"]
+
+
 def test_it_warns_about_bad_input_instead_of_failing(library_runs, fake_portal):
     outcome = library_runs["badinput"]
     assert outcome["error"] is None and outcome["returned"] == "carried on"
@@ -627,6 +645,8 @@ def test_a_dev_build_runs_ten_stages_and_reports_them(pipeline_runs, fake_portal
     deployments = [r.json for r in requests if r.path.endswith("deployments/")]
     assert [(d["environment"], d["status"]) for d in deployments] == [("staging", "running"), ("staging", "success")]
     assert deployments[0]["images"] == [{k: a[k] for k in ("repository", "tag", "digest")} for a in artifacts]
+    assert [r.json for r in requests if r.path == "checks/"] == [
+        {"environment": "staging", "url": "http://staging.example.com/healthz", "ok": True}]
     first, last = requests[0].json, requests[-1].json
     assert (requests[0].path, first["status"], first["portal_run_id"]) == ("runs/", "running", 5)
     assert (requests[-1].path, last["status"], last["commit_sha"]) == ("runs/", "success", SHA)

@@ -26,7 +26,7 @@ from deliveries.models import (
     StageStatus,
     Waiver,
 )
-from environments.models import AvailabilityCheck, FreezeWindow, Host, Stack
+from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host, Stack
 from scanners import services
 from tests.factories import (
     ArtifactFactory,
@@ -127,6 +127,9 @@ def portal_pages(project, runs, scanned, reports) -> list[str]:
     pages += [reverse(f"project-{view}", args=[slug]) for view in ("waivers", "gate", "audit")]
     pages += [reverse("promotion-list", args=[slug])]
     pages += [reverse("promotion-detail", args=[slug, p.pk]) for p in Promotion.objects.filter(project=project)]
+    pages += [reverse("environment-list"), *(e.get_absolute_url() for e in Environment.objects.all())]
+    deployment = Deployment.objects.filter(project=project).latest("pk")
+    pages += [deployment.get_absolute_url(), reverse("deployment-live", args=[deployment.pk])]
     pages += [reverse("environment-stack", args=[stack.environment.slug]) for stack in Stack.objects.all()]
     return pages
 

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.throttles import ProjectTokenRateThrottle
+from portal.throttles import FailedAuthenticationThrottle, ProjectTokenRateThrottle
 from scanners.models import Report
 from tests.factories import ProjectFactory, RunFactory, UserFactory, issue_project_token
 
@@ -136,6 +136,54 @@ def test_the_notification_hook_is_rate_limited_too(client, three_a_minute):
     answers = [client.post(f"/api/v1/hooks/jenkins-notification/?token={token}", {"build": {"number": 1}},
                            content_type="application/json").status_code for _ in range(4)]
     assert answers[-1] == 429
+
+
+# --- Refused tokens on the hooks, per address -----------------------------------------------------------------
+
+NOTIFICATION_HOOK = "/api/v1/hooks/jenkins-notification/"
+
+
+@pytest.fixture
+def three_failures_a_minute(monkeypatch):
+    monkeypatch.setitem(FailedAuthenticationThrottle.THROTTLE_RATES, "failed_authentication", "3/min")
+
+
+def notify(client, token, address):
+    return client.post(f"{NOTIFICATION_HOOK}?token={token}", {"build": {"number": 1, "phase": "STARTED"}},
+                       content_type="application/json", REMOTE_ADDR=address)
+
+
+def gitlab_hook(client, secret, address):
+    return client.post("/api/v1/hooks/gitlab/", {"object_kind": "push", "project": {"path_with_namespace": "g/s"}},
+                       content_type="application/json", HTTP_X_GITLAB_TOKEN=secret, HTTP_X_GITLAB_EVENT="Push Hook",
+                       REMOTE_ADDR=address)
+
+
+def test_past_the_refused_tokens_allowed_an_address_gets_429_even_with_the_right_token(client,
+                                                                                      three_failures_a_minute):
+    _, _, token = issue_project_token(ProjectFactory(slug="shop", jenkins_job_path=""))
+    wrong = token[:-4] + "xxxx"
+    assert [notify(client, wrong, "10.0.0.9").status_code for _ in range(3)] == [401, 401, 401]
+    refused = notify(client, token, "10.0.0.9")
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60 and "throttled" in refused.json()["detail"]
+    assert notify(client, wrong, "10.0.0.9").status_code == 429
+    assert notify(client, token, "10.0.0.10").status_code == 200  # another address
+
+
+def test_a_good_token_is_never_counted(client, three_failures_a_minute):
+    _, _, token = issue_project_token(ProjectFactory(slug="shop", jenkins_job_path=""))
+    assert {notify(client, token, "10.0.0.11").status_code for _ in range(6)} == {200}
+
+
+def test_the_gitlab_hook_counts_wrong_secrets_the_same_way(client, three_failures_a_minute):
+    assert [gitlab_hook(client, "wrong", "10.0.0.12").status_code for _ in range(4)] == [401, 401, 401, 429]
+    assert notify(client, "dp_00000000_wrong", "10.0.0.12").status_code == 429  # one count for both hooks
+
+
+def test_the_refused_tokens_limit_can_be_turned_off(client, monkeypatch):
+    monkeypatch.setitem(FailedAuthenticationThrottle.THROTTLE_RATES, "failed_authentication", None)
+    assert {notify(client, "dp_00000000_wrong", "10.0.0.13").status_code for _ in range(30)} == {401}
 
 
 # --- Headers -------------------------------------------------------------------------------------------------

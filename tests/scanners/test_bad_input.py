@@ -2,8 +2,10 @@
 
 import io
 import tracemalloc
+from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 
 from scanners import services
 from scanners.models import AttackScenario, Finding, LoadTestBucket, LoadTestStat, Report, ReportStatus
@@ -59,8 +61,11 @@ def test_a_bad_report_fails_alone_with_a_clear_message(case):
     assert good.status == ReportStatus.PARSED
     # memory stays bounded: a few times the input at most, never an expansion of it
     assert peak < 64 * 1024 * 1024, f"{case}: peak {peak:,} bytes"
-    # the raw file is kept so nothing the uploader sent is lost
-    assert report.file and report.size_bytes == len(content)
+    # a failed report keeps its error, not its raw file (never proven free of secrets); what it was is kept
+    assert not report.file and report.size_bytes == len(content)
+    kept = default_storage.listdir(Path(good.file.name).parent.as_posix())[1]
+    assert not [name for name in kept if name.startswith(f"{run.pk}-{report.sha256[:16]}")]
+    assert good.file and default_storage.exists(good.file.name)
 
 
 def test_a_file_over_the_size_cap_fails_without_being_stored(settings):

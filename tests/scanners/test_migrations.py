@@ -49,3 +49,44 @@ def test_it_rewrites_stored_fingerprints_as_the_parser_now_makes_them_and_back()
     assert dict(Finding.objects.values_list("identifier", "fingerprint")) == current
     migration.backwards(apps, None)
     assert dict(Finding.objects.values_list("identifier", "fingerprint")) == before
+
+
+no_secret_at_rest = importlib.import_module("scanners.migrations.0006_no_secret_at_rest_in_kept_raw_files")
+TOKEN = "ghp_" + "Z9y8X7w6V5" * 3 + "u4T3s2"
+
+
+def kept_before_whole_match_masking(content: bytes, status: str):
+    """A report as the portal before this change left it: its raw file with a token in clear."""
+    report, _ = services.receive_report(run=RunFactory(), file=io.BytesIO(content), original_name="old.jtl",
+                                        kind="jmeter", queue=False)
+    report.status = status
+    report.save(update_fields=["status"])
+    return report
+
+
+def test_it_masks_the_raw_files_kept_before_and_drops_those_of_failed_reports():
+    from scanners.models import Report
+
+    content = f"timeStamp,elapsed,label\n1700000000000,5,GET /?token={TOKEN}\n".encode()
+    parsed = kept_before_whole_match_masking(content, "parsed")
+    failed = kept_before_whole_match_masking(content + b"broken", "failed")
+    failed_name = failed.file.name
+    parsing = kept_before_whole_match_masking(content + b"later", "parsing")
+
+    no_secret_at_rest.forwards(apps, None)
+    parsed, failed, parsing = (Report.objects.get(pk=report.pk) for report in (parsed, failed, parsing))
+    with parsed.file.open("rb") as stored:
+        assert stored.read() == content.replace(TOKEN.encode(), b"*" * len(TOKEN))
+    assert not failed.file and not failed.file.storage.exists(failed_name)
+    with parsing.file.open("rb") as stored:
+        assert TOKEN.encode() in stored.read()  # masked, or dropped, when its parse ends
+
+
+def test_it_stars_whole_the_matches_that_secret_findings_showed_before():
+    report = services.ingest_report(report_id=services.receive_report(
+        run=RunFactory(), file=io.BytesIO(json.dumps({"SchemaVersion": 2, "Results": [{"Target": ".env", "Secrets": [
+            {"RuleID": "generic", "Match": "KEY=****"}]}]}).encode()), original_name="s.json", queue=False)[0].pk)
+    Finding.objects.filter(report=report).update(detail="s3cr3t-b3f0re: ****")  # as the old masking kept it
+
+    no_secret_at_rest.forwards(apps, None)
+    assert Finding.objects.get(report=report).detail == "*" * len("s3cr3t-b3f0re:") + " ****"

@@ -59,3 +59,18 @@ def test_it_keeps_the_raw_report_in_s3_and_ingests_from_there(s3_storage):
     report = services.ingest_report(report_id=report.pk)
     assert report.status == ReportStatus.PARSED
     assert Finding.objects.filter(report=report).count() == 1
+
+
+def test_it_masks_secrets_in_s3_and_drops_the_raw_file_of_a_failed_report(s3_storage):
+    from tests.scanners.test_secrets import github_token, secret_entry, secret_report
+
+    token = github_token()
+    content = secret_report(secret_entry(f"TOKEN = '{token}'"))
+    reports = [services.receive_report(run=RunFactory(), file=io.BytesIO(body), original_name="s.json",
+                                       kind="trivy", queue=False)[0] for body in (content, content[:-2])]
+    parsed, failed = (services.ingest_report(report_id=report.pk) for report in reports)
+    assert (parsed.status, failed.status) == (ReportStatus.PARSED, ReportStatus.FAILED)
+    stored = s3_storage.get_object(Bucket="portal-reports", Key=parsed.file.name)["Body"].read()
+    assert len(stored) == len(content) and token.encode() not in stored and b"github-pat" in stored
+    keys = [item["Key"] for item in s3_storage.list_objects_v2(Bucket="portal-reports").get("Contents", [])]
+    assert reports[1].file.name not in keys and not failed.file

@@ -160,9 +160,10 @@ def test_a_report_that_failed_to_parse_is_not_handed_out_its_secrets_unmasked(cl
     broken = b'{"SchemaVersion": 2, "Results": [{"Target": "app", "Secrets": [{"RuleID": "github-pat", "Match": "' \
         + GITHUB_TOKEN.encode() + b'"}]}], "ArtifactName": 7'
     report = ingest(RunFactory(), broken, "broken.json")
-    assert report.status == "failed" and report.file
+    assert report.status == "failed" and not report.file
     client.force_login(users.developer)
     response, body = download(client, report)
-    assert response.status_code == 409 and GITHUB_TOKEN.encode() not in body
+    assert response.status_code == 404 and GITHUB_TOKEN.encode() not in body
     page = client.get(report.get_absolute_url()).content.decode()
-    assert reverse("report-download", args=[report.pk]) not in page and "not offered for download" in page
+    assert reverse("report-download", args=[report.pk]) not in page
+    assert "a failed report keeps its error, not its raw file" in page and "ends too early" in page

@@ -10,9 +10,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for the worker")
+        parser.add_argument("--cluster", default="", help="A named cluster, e.g. ingest (default: the default one)")
 
-    def handle(self, *args, timeout, **options):
-        task_id = async_task("portal.tasks.diagnostic_ping", "check_worker", task_name="diagnostic ping")
+    def handle(self, *args, timeout, cluster, **options):
+        task_id = async_task("portal.tasks.diagnostic_ping", "check_worker", task_name="diagnostic ping",
+                             cluster=cluster or None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             answer = result(task_id)
@@ -21,4 +23,5 @@ class Command(BaseCommand):
                 self.stdout.write(f"The admin lists it under Django Q › {Success._meta.verbose_name_plural}.")
                 return
             time.sleep(0.5)
-        raise CommandError(f"No worker ran task {task_id} within {timeout:g}s: is `manage.py qcluster` running?")
+        command = f"Q_CLUSTER_NAME={cluster} manage.py qcluster" if cluster else "manage.py qcluster"
+        raise CommandError(f"No worker ran task {task_id} within {timeout:g}s: is `{command}` running?")

@@ -1,12 +1,12 @@
-// Keeps a run page current while the run is in progress: every 2 s it fetches the page's fragment
-// (data-live-url) and swaps it in, until the fragment says the run has finished. No library needed;
+// Keeps a run or deployment page current while it is in progress: every 2 s it fetches the page's fragment
+// (the element with data-live-url) and swaps it in, until the fragment says it has finished. No library needed;
 // without JavaScript the page reloads itself instead (a <noscript> refresh).
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
   var RETRY_MS = 5000;
   var MAX_FAILURES = 5;
-  var container = document.getElementById("run-live");
+  var container = document.querySelector("[data-live-url]");
   if (!container || !window.fetch) return;
   var url = container.getAttribute("data-live-url");
   var failures = 0;

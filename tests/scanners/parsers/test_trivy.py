@@ -519,7 +519,7 @@ def test_it_reads_trivy_sarif():
     assert vulnerability.url == "https://avd.aquasec.com/nvd/cve-2019-1549"
     assert ghsa.url == "https://github.com/advisories/x"  # no helpUri: the message's markdown link
     assert misconfiguration.detail == "Specify at least 1 USER command"
-    assert secret.detail == "export GITHUB_PAT=" + "*" * len(UNMASKED_SARIF_SECRET)
+    assert secret.detail == "****** " + "*" * len("GITHUB_PAT=" + UNMASKED_SARIF_SECRET)  # unmasked: starred whole
     assert license_.detail == "notice"
     assert UNMASKED_SARIF_SECRET not in repr(report)
 
@@ -657,11 +657,19 @@ def test_it_removes_nul_characters_that_postgres_cannot_store():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AWS_ACCESS_KEY_ID=********************"),
-        ("password: hunter2", "password: *******"),
+        # Trivy masked the secret: the words before its stars are kept
         ("export AWS_ACCESS_KEY_ID=********************", "export AWS_ACCESS_KEY_ID=********************"),
-        ("echo ghp_abc", "**** *******"),
-        ("x" * 45 + "=secret", "*" * 52),  # separator too far in: it may be part of the secret
+        ("TOKEN = '****'", "TOKEN = '*****"),
+        ('"password": "********"', '"password": "*********'),
+        ("echo ********", "**** ********"),
+        # ...but never a known token shape, even before the separator
+        ("ghp_abcdefghijklmnopqrstuvwxyz0123456789: ****", "*" * 41 + " ****"),
+        # Trivy did not mask it: nothing tells where the secret is, so it is starred whole
+        ("AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "*" * 38),
+        ("password: hunter2", "********* *******"),
+        ("s3cr3t-b3f0re-the-colon: x", "************************ *"),  # the secret before the separator
+        ("c2VjcmV0LXZhbHVl==", "*" * 18),  # a base64 value: its first "=" is its padding
+        ("x" * 45 + "=********", "*" * 54),  # separator too far in: it may be part of the secret
         ("", ""),
     ],
 )
@@ -670,7 +678,8 @@ def test_it_masks_secrets(text, expected):
 
 
 def test_it_truncates_masked_secrets():
-    assert mask_secret("token=" + "s" * 1000) == "token=" + "*" * 194
+    assert mask_secret("token=" + "*" * 1000) == "token=" + "*" * 194
+    assert mask_secret("token=" + "s" * 1000) == "*" * 200
 
 
 def test_it_never_puts_an_unmasked_secret_in_the_report():
@@ -685,7 +694,7 @@ def test_it_never_puts_an_unmasked_secret_in_the_report():
         "Match": f"AWS_ACCESS_KEY_ID={raw}",
     }
     report = parse_trivy(schema2([{"Target": ".env", "Class": "secret", "Secrets": [secret]}]))
-    assert report.findings[0].detail == "AWS_ACCESS_KEY_ID=" + "*" * len(raw)
+    assert report.findings[0].detail == "*" * len(f"AWS_ACCESS_KEY_ID={raw}")
     assert raw not in repr(report)
     other = dict(secret, Match="AWS_ACCESS_KEY_ID=AKIAYYYYYYYYYYYYYYYY")
     other_report = parse_trivy(schema2([{"Target": ".env", "Class": "secret", "Secrets": [other]}]))

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0004_environment_registry_credentials'),
+        ('environments', '0006_availability_checks_schedule'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
