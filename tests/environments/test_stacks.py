@@ -224,3 +224,14 @@ def test_it_follows_a_stack_in_progress_without_waiting_and_refuses_to_start_ano
     response = client.post(reverse("environment-stack-apply", args=[staging.slug]))
     assert response.status_code == 409 and "is busy (UPDATE_IN_PROGRESS)" in response.content.decode()
     assert not AuditEvent.objects.filter(action="stack.apply_requested").exists()
+
+
+def test_the_demos_stacks_fit_their_template():
+    from deliveries.demo import ensure_environments
+
+    configured = [e for e in ensure_environments().values() if e.cloudformation_template]
+    assert sorted(e.slug for e in configured) == ["production", "staging"]
+    for environment in configured:
+        environment.full_clean()
+        body = aws.read_template(environment.cloudformation_template)
+        assert aws.parameter_problems(body, environment.cloudformation_parameters) == []
