@@ -137,6 +137,10 @@ def ensure_environments() -> dict[str, Environment]:
                 "registry": REGISTRY,
                 "aws_region": "eu-west-1",
                 "cloudformation_stack": f"shop-{name}",
+                # deploy_assets/cloudformation/environment.yaml makes staging and production, not development
+                "cloudformation_template": "" if tier == Tier.DEVELOPMENT else "environment.yaml",
+                "cloudformation_parameters": (
+                    {} if tier == Tier.DEVELOPMENT else {"Tier": str(tier), "EnvironmentName": name}),
             },
         )
         for index in (1, 2) if tier == Tier.PRODUCTION else (1,):

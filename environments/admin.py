@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from environments import selectors
-from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
+from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host, Stack, StackEvent
 from portal.admin_lists import GarbageTolerantChangeList
 from portal.formats import moment
 
@@ -82,7 +82,7 @@ class EnvironmentAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
 
 @admin.register(Host)
 class HostAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
-    list_display = ["name", "environment", "address", "ec2_instance_id"]
+    list_display = ["name", "environment", "address", "ec2_instance_id", "ec2_state"]
     list_filter = ["environment"]
     search_fields = ["name", "address", "ec2_instance_id"]
     list_select_related = ["environment"]
@@ -114,3 +114,29 @@ class AvailabilityCheckAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_select_related = ["environment", "project"]
     raw_id_fields = ["deployment", "project"]
 
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """What the portal read from AWS: written by the stack's refresh, never by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Stack)
+class StackAdmin(ReadOnlyAdmin):
+    list_display = ["environment", "status", "operation", "requested_by", "requested_at", "refreshed_at"]
+    list_select_related = ["environment", "requested_by"]
+
+
+@admin.register(StackEvent)
+class StackEventAdmin(ReadOnlyAdmin):
+    list_display = ["timestamp", "stack", "logical_resource_id", "resource_type", "resource_status"]
+    list_filter = ["resource_status"]
+    list_select_related = ["stack__environment"]

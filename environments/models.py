@@ -5,6 +5,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from environments.aws import template_names
 from portal.formats import moment
 
 
@@ -12,6 +13,21 @@ class Tier(models.TextChoices):
     DEVELOPMENT = "development", "Development"
     STAGING = "staging", "Staging"
     PRODUCTION = "production", "Production"
+
+
+def validate_template_name(value: str) -> None:
+    """A file name of deploy_assets/cloudformation (no path: the portal reads nothing else)."""
+    if value not in template_names():
+        raise ValidationError(f"No template {value!r} in deploy_assets/cloudformation; there are: "
+                              f"{', '.join(template_names()) or 'none'}.", code="unknown_template")
+
+
+def validate_stack_parameters(value) -> None:
+    """CloudFormation parameters: names to text (numbers are sent as text, as CloudFormation takes them)."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) and not isinstance(v, bool) for k, v in value.items()
+    ):
+        raise ValidationError('Give the parameters as {"Name": "value", ...}.', code="invalid_parameters")
 
 
 PROJECT_PLACEHOLDER = "{project}"
@@ -49,7 +65,15 @@ class Environment(models.Model):
     registry_username = models.CharField(max_length=150, blank=True)
     registry_password = models.CharField(max_length=255, blank=True)
     aws_region = models.CharField(max_length=32, blank=True)
-    cloudformation_stack = models.CharField(max_length=128, blank=True)
+    cloudformation_stack = models.CharField(max_length=128, blank=True, help_text="Name of the stack in AWS")
+    cloudformation_template = models.CharField(
+        max_length=100, blank=True, validators=[validate_template_name],
+        help_text="Template file in deploy_assets/cloudformation the stack is made from, e.g. environment.yaml",
+    )
+    cloudformation_parameters = models.JSONField(
+        default=dict, blank=True, validators=[validate_stack_parameters],
+        help_text='The template\'s parameters, e.g. {"Tier": "staging", "EnvironmentName": "staging"}',
+    )
     requires_approval = models.BooleanField(default=False)
 
     objects = EnvironmentQuerySet.as_manager()
@@ -97,6 +121,9 @@ class Host(models.Model):
     name = models.CharField(max_length=100)
     address = models.CharField(max_length=255, blank=True)
     ec2_instance_id = models.CharField(max_length=32, blank=True)
+    # As EC2 last described the instance (running, stopped, ..., or "not found"); the stack's refresh writes it.
+    ec2_state = models.CharField(max_length=32, blank=True)
+    ec2_state_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -230,3 +257,49 @@ class AvailabilityCheck(models.Model):
 
     def __str__(self):
         return f"{self.url} {'ok' if self.ok else 'failing'} at {moment(self.checked_at)}"
+
+
+class Stack(models.Model):
+    """What the portal last saw of an environment's CloudFormation stack, and the operation it last asked for.
+
+    A snapshot, refreshed by tasks after each operation (until the stack settles) and on an operator's request:
+    pages never wait on AWS, still show the last known state when AWS is unreachable, and keep the events."""
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="stack")
+    stack_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=64, blank=True, help_text="CloudFormation's, e.g. UPDATE_COMPLETE")
+    status_reason = models.TextField(blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    operation = models.CharField(max_length=16, blank=True, help_text="create or update: the last one started")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Why the last operation or refresh failed, in words; empty once one succeeds.
+    error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"stack {self.environment.cloudformation_stack} of {self.environment}"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status.endswith("_IN_PROGRESS")
+
+
+class StackEvent(models.Model):
+    # Indexed by stack_event_unique, which starts with it.
+    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="events", db_index=False)
+    event_id = models.CharField(max_length=128)
+    timestamp = models.DateTimeField()
+    logical_resource_id = models.CharField(max_length=255)
+    resource_type = models.CharField(max_length=255)
+    resource_status = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        constraints = [models.UniqueConstraint(fields=["stack", "event_id"], name="stack_event_unique")]
+
+    def __str__(self):
+        return f"{self.logical_resource_id} {self.resource_status}"

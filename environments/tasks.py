@@ -2,7 +2,7 @@
 
 from django_q.tasks import async_task
 
-from environments import availability, deployer
+from environments import availability, deployer, stacks
 from environments.models import Deployment, DeploymentStatus, Environment
 
 
@@ -28,3 +28,11 @@ def check_availability_due() -> int:
     return len(availability.check_due())
 
 
+
+
+def apply_stack(environment_id: int) -> str:
+    return stacks.apply_stack(environment_id).status
+
+
+def refresh_stack(environment_id: int, attempt: int = 0) -> str:
+    return stacks.refresh_stack(environment_id, attempt).status

@@ -17,6 +17,7 @@ from environments import selectors
 from environments.deployments import DeploymentRefused, request_deployment, request_rollback
 from environments.forms import ConfirmForm, DeployRunForm
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
+from environments.stack_selectors import stack_panel
 from portal import charts
 from portal.roles import Role, has_role, role_required
 
@@ -49,7 +50,7 @@ def environment_context(request, environment: Environment) -> dict:
         "page": Paginator(selectors.environment_deployments(environment), DEPLOYMENTS_PER_PAGE).get_page(
             request.GET.get("page")),
         "freezes": selectors.coming_freezes(environment, now=now),
-        "hosts": environment.hosts.all(),
+        "stack_panel": stack_panel(environment),  # the stack, its events and the hosts with their EC2 state
         "health_chart": health_chart(checks),
         "checks": checks[::-1][:CHECKS_LISTED],
         "check_interval_minutes": int(selectors.check_interval().total_seconds() // 60),

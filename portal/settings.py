@@ -121,7 +121,11 @@ MEDIA_ROOT = Path(E.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Raw reports live in Django storage: local disk by default, S3 (or moto) when a bucket is named.
 AWS_STORAGE_BUCKET_NAME = E.get("AWS_STORAGE_BUCKET_NAME", "")
 AWS_S3_ENDPOINT_URL = env.read_url(E, "AWS_S3_ENDPOINT_URL", schemes={"http", "https"}) or None
-AWS_S3_REGION_NAME = E.get("AWS_REGION", "eu-west-1")
+AWS_REGION = E.get("AWS_REGION", "eu-west-1")
+AWS_S3_REGION_NAME = AWS_REGION
+# CloudFormation and EC2 (environments/aws.py): another endpoint than AWS's own, such as moto's server. Credentials
+# come from boto3's usual chain (environment, shared files, instance profile), never from settings.
+AWS_ENDPOINT_URL = env.read_url(E, "AWS_ENDPOINT_URL", schemes={"http", "https"}) or None
 AWS_S3_ADDRESSING_STYLE = "path"
 AWS_DEFAULT_ACL = None
 if AWS_STORAGE_BUCKET_NAME:

@@ -87,7 +87,9 @@ def test_hadolint_passes():
 
 
 def test_cfn_lint_passes():
-    done = run([need("cfn-lint", "pip install cfn-lint"), str(ASSETS / "cloudformation" / "staging.yaml")])
+    templates = sorted((ASSETS / "cloudformation").glob("*.yaml"))
+    assert templates
+    done = run([need("cfn-lint", "pip install cfn-lint"), *map(str, templates)])
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -101,14 +103,22 @@ def test_ansible_lint_passes():
 # ---- CloudFormation ------------------------------------------------------------------------------------------------
 
 
-def test_the_staging_stack_declares_what_it_uses():
-    template = load_yaml(ASSETS / "cloudformation" / "staging.yaml")
+STACK = ASSETS / "cloudformation" / "environment.yaml"
+
+
+def test_the_environment_stack_declares_what_it_uses():
+    template = load_yaml(STACK)
     params, resources = template["Parameters"], template["Resources"]
-    assert {"EnvironmentName", "InstanceType", "AmiId"} <= set(params)
-    assert {r["Type"] for r in resources.values()} == {"AWS::EC2::SecurityGroup", "AWS::EC2::Instance"}
-    assert not any(r["Type"].startswith("AWS::EC2::VPC") for r in resources.values())
-    assert {"InstanceId", "PublicIp", "HealthUrl"} <= set(template["Outputs"])
-    known = set(params) | set(resources) | {"AWS::NoValue", "AWS::StackName", "AWS::Region", "AWS::AccountId"}
+    assert {"Tier", "EnvironmentName", "InstanceType", "AmiId", "ReportsBucketName"} <= set(params)
+    assert params["Tier"]["AllowedValues"] == ["staging", "production"]
+    types = {r["Type"] for r in resources.values()}
+    assert {"AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup", "AWS::EC2::Instance", "AWS::IAM::Role",
+            "AWS::IAM::InstanceProfile"} <= types
+    # production has a second server; staging one
+    assert resources["WebInstance2"]["Condition"] == "IsProduction" and "Condition" not in resources["WebInstance1"]
+    assert {"InstanceIds", "PublicDnsNames", "HealthUrl"} <= set(template["Outputs"])
+    known = set(params) | set(resources) | {"AWS::NoValue", "AWS::StackName", "AWS::Region", "AWS::AccountId",
+                                            "AWS::Partition"}
 
     def walk(node):
         if isinstance(node, dict):
@@ -130,13 +140,44 @@ def test_the_staging_stack_declares_what_it_uses():
     walk(template["Outputs"])
 
 
-def test_the_staging_stack_keeps_ssh_closed_to_the_world():
-    template = load_yaml(ASSETS / "cloudformation" / "staging.yaml")
+def test_the_environment_stack_keeps_ssh_closed_to_the_world():
+    template = load_yaml(STACK)
     ingress = template["Resources"]["WebSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     ssh = [rule for rule in ingress if rule["FromPort"] <= 22 <= rule["ToPort"]]
     assert ssh and all(rule["CidrIp"] == {"Ref": "SshCidr"} for rule in ssh)
     assert template["Parameters"]["SshCidr"]["Default"] != "0.0.0.0/0"
-    assert template["Resources"]["WebInstance"]["Properties"]["MetadataOptions"]["HttpTokens"] == "required"
+    for name in ("WebInstance1", "WebInstance2"):
+        assert template["Resources"][name]["Properties"]["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def statements(template) -> list[dict]:
+    found = []
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if resource["Type"] == "AWS::IAM::Policy":
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            found += document["Statement"]
+    return found
+
+
+def test_the_servers_role_has_least_privilege():
+    template = load_yaml(STACK)
+    found = statements(template)
+    assert found
+    for statement in found:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a == "*" or a.endswith(":*") for a in actions), actions
+        if statement["Resource"] == "*":  # only the call that has no resource of its own
+            assert actions == ["ecr:GetAuthorizationToken"]
+    s3 = [s for s in found if any(a.startswith("s3:") for a in s["Action"])]
+    assert s3 and all("${ReportsBucketName}" in s["Resource"]["Fn::Sub"] for s in s3)
+    logs = [s for s in found if any(a.startswith("logs:") for a in s["Action"])]
+    assert logs and all(s["Resource"] == {"Fn::GetAtt": "LogGroup.Arn"} for s in logs)
+    role = template["Resources"]["WebRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert role == [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
 
 # ---- Ansible -------------------------------------------------------------------------------------------------------

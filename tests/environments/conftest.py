@@ -111,3 +111,49 @@ class Stage:
     def containers(self, **labels):
         filters = [f"portal.environment={self.environment.slug}"] + [f"portal.{k}={v}" for k, v in labels.items()]
         return self.engine.client().containers.list(all=True, filters={"label": filters})
+
+
+# ---- AWS: moto's server over HTTP -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server (`moto_server`, from moto[server] in requirements-dev.txt) on a free loopback port, for the whole
+    session: boto3 talks to it over HTTP exactly as to AWS. Nothing to install or start beforehand, so it never
+    skips."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(f"{url}/moto-api/data.json", timeout=2)
+            break
+        except requests.RequestException:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"moto_server did not start on port {port}") from None
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def moto_aws(moto_endpoint, settings, monkeypatch):
+    """The portal pointed at moto (AWS_ENDPOINT_URL), with dummy credentials from the environment as boto3 reads
+    them; moto forgets everything after the test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings.AWS_ENDPOINT_URL = moto_endpoint
+    settings.AWS_REGION = "eu-west-1"
+    yield moto_endpoint
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)

@@ -26,7 +26,7 @@ from deliveries.models import (
     StageStatus,
     Waiver,
 )
-from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host
+from environments.models import AvailabilityCheck, Deployment, Environment, FreezeWindow, Host, Stack
 from scanners import services
 from tests.factories import (
     ArtifactFactory,
@@ -100,7 +100,13 @@ def complete_history(requester):
     GateCondition.objects.create(gate=gate, metric="critical_vulnerabilities", threshold=0)
     Waiver.objects.create(project=project, kind="vulnerability", identifier="CVE-2024-0001", owner=requester,
                           reason="Not reachable", expires_at=NOW + timedelta(days=30))
-    Host.objects.create(environment=production, name="web-1", address="10.0.0.1")
+    Host.objects.create(environment=production, name="web-1", address="10.0.0.1", ec2_instance_id="i-0abc",
+                        ec2_state="running", ec2_state_checked_at=NOW)
+    stack = Stack.objects.create(environment=production, stack_id="arn:aws:cloudformation:eu-west-1:1:stack/p/1",
+                                 status="UPDATE_COMPLETE", outputs={"InstanceIds": "i-0abc"}, operation="update",
+                                 requested_by=requester, requested_at=NOW, refreshed_at=NOW)
+    stack.events.create(event_id="e-1", timestamp=NOW, logical_resource_id="WebInstance1",
+                        resource_type="AWS::EC2::Instance", resource_status="UPDATE_COMPLETE")
     FreezeWindow.objects.create(environment=production, starts_at=NOW + timedelta(days=1),
                                 ends_at=NOW + timedelta(days=2), reason="Sales weekend")
     issue_project_token(project)
@@ -124,6 +130,7 @@ def portal_pages(project, runs, scanned, reports) -> list[str]:
     pages += [reverse("environment-list"), *(e.get_absolute_url() for e in Environment.objects.all())]
     deployment = Deployment.objects.filter(project=project).latest("pk")
     pages += [deployment.get_absolute_url(), reverse("deployment-live", args=[deployment.pk])]
+    pages += [reverse("environment-stack", args=[stack.environment.slug]) for stack in Stack.objects.all()]
     return pages
 
 
