@@ -344,6 +344,8 @@ class DeploymentOutSerializer(serializers.Serializer):
     replaced = serializers.IntegerField(allow_null=True, help_text="Id of the deployment this one took over from")
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    rule_violations = serializers.ListField(
+        child=serializers.CharField(), help_text="The deploy rules it broke, in words; empty when it broke none")
 
 
 class NotificationOutSerializer(serializers.Serializer):
@@ -441,4 +443,5 @@ def deployment_payload(deployment, *, build_number: int) -> dict:
         "replaced": deployment.replaced_id,
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
+        "rule_violations": deployment.rule_violations,
     }

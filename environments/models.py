@@ -128,6 +128,10 @@ class Deployment(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     step_log = models.TextField(blank=True)
+    rule_violations = models.JSONField(
+        default=list, blank=True,
+        help_text="The deploy rules this deployment broke, in words (no approved promotion, a freeze, foreign images)",
+    )
 
     objects = DeploymentQuerySet.as_manager()
 

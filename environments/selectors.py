@@ -110,3 +110,12 @@ def add_drift(rows: list[BoardRow], environments: list[Environment]) -> None:
     for index, (row, ahead_env, behind_env, _) in enumerate(pairs):
         if counts[f"pair{index}"]:
             row.drift.append((ahead_env.name, behind_env.name, counts[f"pair{index}"]))
+
+
+def rule_breaking_deployments(limit: int = 10):
+    """The newest deployments that broke a deploy rule (the home page's warning list)."""
+    return (
+        Deployment.objects.exclude(rule_violations=[])
+        .select_related("project", "environment", "source_run")
+        .order_by("-started_at", "-id")[:limit]
+    )

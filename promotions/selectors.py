@@ -18,6 +18,7 @@ from deliveries.models import (
 )
 from environments import selectors as environment_selectors
 from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Tier
+from portal.formats import moment
 from promotions import gates
 from scanners import selectors as scanner_selectors
 from scanners.models import (
@@ -216,3 +217,71 @@ def project_waivers(project: Project):
 
 def project_audit(project: Project):
     return AuditEvent.objects.filter(project=project).select_related("actor").order_by("-created_at", "-id")
+
+
+# --- the deploy permission --------------------------------------------------------------------------------------
+
+# A commit counts as approved for production from the tech lead's approval on: merging and merged are GitLab's
+# mechanics after that decision (the merge uses the tested sha, so the master run builds that exact commit or the
+# merge commit GitLab made from it), and a released promotion stays approved so that a redeploy of it, or a
+# rollback to it, is allowed. Requested, rejected and failed ones never are (failed: nothing reached master).
+APPROVED_PROMOTION_STATES = [PromotionState.APPROVED, PromotionState.MERGING, PromotionState.MERGED,
+                             PromotionState.RELEASED]
+
+
+def needs_promotion(environment) -> bool:
+    """Whether deploying to the environment needs an approved promotion: production, or one marked so."""
+    return environment.tier == Tier.PRODUCTION or environment.requires_approval
+
+
+def approved_promotion(project_id: int, commit_sha: str) -> Promotion | None:
+    """The newest promotion approved for exactly that commit: the tested one, or the merge commit GitLab made."""
+    if not commit_sha:
+        return None
+    return (
+        Promotion.objects.filter(project_id=project_id, state__in=APPROVED_PROMOTION_STATES)
+        .filter(Q(source_run__commit_sha=commit_sha) | Q(merge_commit_sha=commit_sha))
+        .select_related("source_run", "approved_by").order_by("-created_at", "-id").first()
+    )
+
+
+def deploy_rule_breaches(*, project: Project, environment, commit_sha: str,
+                         at=None) -> tuple[Promotion | None, list[str]]:
+    """(the approving promotion, the deploy rules a deploy of the commit to the environment breaks, in words). The
+    one rule that Jenkins' deploy permission and the flags on deployment callbacks share."""
+    breaches = []
+    freeze = environment_selectors.active_freeze(environment_id=environment.pk, at=at)
+    if freeze is not None:
+        breaches.append(f"{environment.name} is frozen until {moment(freeze.ends_at)}: {freeze.reason}")
+    promotion = None
+    if needs_promotion(environment):
+        promotion = approved_promotion(project.pk, commit_sha)
+        if promotion is None:
+            short = commit_sha[:12] if commit_sha else "(no commit)"
+            breaches.append(f"No promotion of {project.name} approved for commit {short}: a tech lead must approve a "
+                            f"promotion of exactly this commit before it goes to {environment.name}.")
+    return promotion, breaches
+
+
+def deploy_refusal(*, project: Project, environment, commit_sha: str, at=None) -> tuple[Promotion | None, str]:
+    """(the approving promotion, why the deploy is refused: "" when it is allowed)."""
+    promotion, breaches = deploy_rule_breaches(project=project, environment=environment, commit_sha=commit_sha, at=at)
+    return promotion, breaches[0] if breaches else ""
+
+
+def foreign_images(run: PipelineRun, images: list[dict]) -> list[str]:
+    """The deployed images that are not the run's artifacts: by digest when one is given, else by repository and
+    tag."""
+    if not images:
+        return []
+    built = list(run.artifacts.values_list("repository", "tag", "digest"))
+    digests = {digest for _, _, digest in built if digest}
+    names = {(repository, tag) for repository, tag, _ in built}
+    foreign = []
+    for image in images:
+        digest = image.get("digest")
+        if digest and digest not in digests:
+            foreign.append(f"{image['repository']}@{digest}")
+        elif not digest and (image["repository"], image["tag"]) not in names:
+            foreign.append(f"{image['repository']}:{image['tag']}")
+    return foreign

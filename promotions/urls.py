@@ -17,4 +17,5 @@ urlpatterns = [
     path(project + "audit/", views.audit_log, name="project-audit"),
     path("api/v1/promotions/<int:promotion_id>/approve/", api.decision_view("approve"), name="api-promotion-approve"),
     path("api/v1/promotions/<int:promotion_id>/reject/", api.decision_view("reject"), name="api-promotion-reject"),
+    path("api/v1/" + project + "deploy-permission/", api.deploy_permission_view, name="api-deploy-permission"),
 ]
