@@ -285,3 +285,113 @@ def foreign_images(run: PipelineRun, images: list[dict]) -> list[str]:
         elif not digest and (image["repository"], image["tag"]) not in names:
             foreign.append(f"{image['repository']}:{image['tag']}")
     return foreign
+
+
+# --- the evidence of a promotion --------------------------------------------------------------------------------
+
+EVIDENCE_FINDINGS = 200  # findings listed per side; the counts say how many there are in all
+FINDING_FIELDS = ["identifier", "severity", "finding_class", "package", "installed_version", "fixed_version",
+                  "artifact_name", "title"]
+
+
+def evidence_baseline(promotion: Promotion) -> PipelineRun | None:
+    """What production ran before the promotion: the run its production deployment replaced once released, else
+    what production runs now."""
+    deployment = promotion.production_deployment
+    if deployment is not None and deployment.replaced_id:
+        replaced = Deployment.objects.filter(pk=deployment.replaced_id).select_related("source_run").first()
+        if replaced is not None and replaced.source_run is not None:
+            return replaced.source_run
+    return environment_selectors.production_run(promotion.project_id)
+
+
+def run_facts(run: PipelineRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {"id": run.pk, "label": run.label, "build_number": run.build_number, "branch": run.branch,
+            "commit_sha": run.commit_sha, "commit_title": run.commit_title, "status": run.status,
+            "committed_at": run.committed_at, "started_at": run.started_at, "finished_at": run.finished_at}
+
+
+def findings_vs_production(run: PipelineRun, baseline: PipelineRun | None) -> dict:
+    """The run's findings that production does not have, and production's findings the run no longer has."""
+    rows = scanner_selectors.run_findings(run)
+    if baseline is None:
+        return {"compared_with": None, "new": [], "new_count": None, "fixed": [], "fixed_count": None}
+    new = rows.exclude(scanner_selectors.same_finding_in(baseline.pk)).order_by("identifier", "id")
+    fixed = (scanner_selectors.run_findings(baseline).exclude(scanner_selectors.same_finding_in(run.pk))
+             .order_by("identifier", "id"))
+    return {
+        "compared_with": baseline.label,
+        "new": list(new.values(*FINDING_FIELDS)[:EVIDENCE_FINDINGS]), "new_count": new.count(),
+        "fixed": list(fixed.values(*FINDING_FIELDS)[:EVIDENCE_FINDINGS]), "fixed_count": fixed.count(),
+    }
+
+
+def change_percent(value, base) -> float | None:
+    if value is None or base in (None, 0):
+        return None
+    return round((value - base) / base * 100, 1)
+
+
+def performance_vs_production(run: PipelineRun, baseline: PipelineRun | None) -> list[dict]:
+    """Per label (and the Total): p95 and error % of the run's load test against production's last one."""
+    stats = scanner_selectors.load_stats(scanner_selectors.parsed_reports(run, ReportKind.JMETER))
+    base = scanner_selectors.production_load_stats(baseline) if baseline is not None else {}
+    rows = []
+    for stat in stats:
+        before = base.get((stat.label, stat.is_total))
+        rows.append({
+            "label": "Total" if stat.is_total else stat.label, "is_total": stat.is_total, "samples": stat.samples,
+            "p95_ms": stat.p95_ms, "production_p95_ms": before.p95_ms if before else None,
+            "p95_change_percent": change_percent(stat.p95_ms, before.p95_ms if before else None),
+            "error_percent": stat.error_percent,
+            "production_error_percent": before.error_percent if before else None,
+        })
+    return rows
+
+
+def attack_results(run: PipelineRun) -> list[dict]:
+    return list(
+        AttackScenario.objects.filter(run=run, report__status=ReportStatus.PARSED)
+        .order_by("feature", "name", "id").values("feature", "name", "status", "failing_step", "failure_message")
+    )
+
+
+def evidence_document(promotion: Promotion) -> dict:
+    """Everything a promotion rests on, for its printable page and its JSON (the same dict): the commit range and
+    MR, the dev and master runs, the frozen gate, findings and performance against production, attacks, waivers
+    used and the decisions. A fixed number of queries whatever the history."""
+    run = promotion.source_run
+    baseline = evidence_baseline(promotion)
+    gate = promotion.decision_gate or promotion.gate_snapshot
+    events = (AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk))
+              .select_related("actor").order_by("created_at", "id"))
+    return {
+        "promotion": {"id": promotion.pk, "project": promotion.project.slug, "state": promotion.state,
+                      "state_reason": promotion.state_reason},
+        "commits": {"from": baseline.commit_sha if baseline else None, "to": run.commit_sha,
+                    "merge_commit": promotion.merge_commit_sha or None,
+                    "from_run": baseline.label if baseline else None},
+        "merge_request": {"iid": promotion.mr_iid, "url": promotion.mr_url or None,
+                          "state": promotion.mr_state or None},
+        "dev_run": run_facts(run),
+        "master_run": run_facts(promotion.master_run),
+        "gate": {"passed": gate.get("passed"), "evaluated_at": gate.get("evaluated_at"),
+                 "conditions": gate.get("conditions", []), "waivers_used": gate.get("waivers_used", []),
+                 "frozen_at_decision": bool(promotion.decision_gate)},
+        "findings": findings_vs_production(run, baseline),
+        "performance": performance_vs_production(run, baseline),
+        "attacks": attack_results(run),
+        "approvals": {
+            "requested_by": promotion.requested_by.get_username(), "requested_at": promotion.created_at,
+            "decided_by": promotion.decided_by.get_username() if promotion.decided_by else None,
+            "decided_at": promotion.decided_at,
+            "decision": "rejected" if promotion.state == PromotionState.REJECTED else (
+                "approved" if promotion.approved_by_id else None),
+            "comment": promotion.decision_comment,
+            "merged_at": promotion.merged_at, "released_at": promotion.released_at,
+        },
+        "audit": [{"at": event.created_at, "who": event.actor.get_username() if event.actor else event.actor_label,
+                   "action": event.action} for event in events],
+    }

@@ -8,6 +8,7 @@ urlpatterns = [
     path(project + "runs/<int:run_id>/promote/", views.request_promotion, name="promotion-request"),
     path(project + "promotions/", views.promotion_list, name="promotion-list"),
     path(project + "promotions/<int:promotion_id>/", views.promotion_detail, name="promotion-detail"),
+    path(project + "promotions/<int:promotion_id>/evidence/", views.promotion_evidence, name="promotion-evidence"),
     path(project + "promotions/<int:promotion_id>/approve/", views.promotion_decide, {"decision": "approve"},
          name="promotion-approve"),
     path(project + "promotions/<int:promotion_id>/reject/", views.promotion_decide, {"decision": "reject"},
