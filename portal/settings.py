@@ -198,6 +198,7 @@ JENKINS_SIMULATED = env.read_bool(E, "JENKINS_SIMULATED", default=False)
 # asks Jenkins about; a build still going is asked again only after as long again.
 RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 30, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
+GITLAB_SIMULATED = env.read_bool(E, "GITLAB_SIMULATED", default=False)
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 # Email (promotion requests to tech leads, decisions to requesters): SMTP when EMAIL_HOST is set, else printed on
 # the console (the demo).
