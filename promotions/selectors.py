@@ -298,11 +298,11 @@ def evidence_baseline(promotion: Promotion) -> PipelineRun | None:
     """What production ran before the promotion: the run its production deployment replaced once released, else
     what production runs now."""
     deployment = promotion.production_deployment
-    if deployment is not None and deployment.replaced_id:
+    if deployment is not None:  # released: what it replaced (nothing, on a first release)
         replaced = Deployment.objects.filter(pk=deployment.replaced_id).select_related("source_run").first()
-        if replaced is not None and replaced.source_run is not None:
-            return replaced.source_run
-    return environment_selectors.production_run(promotion.project_id)
+        return replaced.source_run if replaced is not None else None
+    production = environment_selectors.production_run(promotion.project_id)
+    return None if production is not None and production.pk == promotion.master_run_id else production
 
 
 def run_facts(run: PipelineRun | None) -> dict | None:

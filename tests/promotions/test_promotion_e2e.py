@@ -3,6 +3,7 @@ live portal) is requested for promotion, approved by a tech lead, merged in the 
 sha; the master run the portal triggers asks the deploy permission, deploys production and releases it."""
 
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.contrib.auth.models import Group
@@ -45,7 +46,11 @@ def wait_for(what, check):
     raise AssertionError(f"{what}: not after {DEADLINE_SECONDS}s")
 
 
-def test_a_green_dev_run_goes_to_production_through_gitlab_and_jenkins(live_server, client, settings, monkeypatch):
+@contextmanager
+def promotion_flow(live_server, settings, monkeypatch):
+    """A project ready to be promoted for real: dana (developer) and tom (tech lead), staging and production, the
+    imitation Jenkins playing its pipeline against the live portal and the imitation GitLab holding it. Yields
+    (project, dana, tom, jenkins, gitlab)."""
     monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.02)
     monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.1)
     for role in Role:  # a transactional test before this one may have flushed the groups the migration made
@@ -68,13 +73,23 @@ def test_a_green_dev_run_goes_to_production_through_gitlab_and_jenkins(live_serv
         settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = jenkins.url, USER, TOKEN
         settings.GITLAB_URL, settings.GITLAB_TOKEN = gitlab.url, GITLAB_TOKEN
         settings.SITE_URL = live_server.url
+        yield project, dana, tom, jenkins, gitlab
 
+
+def green_dev_run(client, project, user, gitlab) -> PipelineRun:
+    """A dev run pressed in the UI, played to a green end (deployed to staging); GitLab's dev head is its commit."""
+    client.force_login(user)
+    client.post(reverse("run-pipeline", args=[project.slug]), {"branch": "dev"})
+    dev = wait_until_finished(PipelineRun.objects.get(project=project, branch="dev"))
+    assert dev.status == RunStatus.SUCCESS
+    gitlab.push(PATH, "dev", dev.commit_sha)
+    return dev
+
+
+def test_a_green_dev_run_goes_to_production_through_gitlab_and_jenkins(live_server, client, settings, monkeypatch):
+    with promotion_flow(live_server, settings, monkeypatch) as (project, dana, tom, jenkins, gitlab):
         # 1. A green dev run, deployed to staging by Jenkins.
-        client.force_login(dana)
-        client.post(reverse("run-pipeline", args=["shop"]), {"branch": "dev"})
-        dev = wait_until_finished(PipelineRun.objects.get(project=project, branch="dev"))
-        assert dev.status == RunStatus.SUCCESS
-        gitlab.push(PATH, "dev", dev.commit_sha)  # what Jenkins built is dev's head in GitLab
+        dev = green_dev_run(client, project, dana, gitlab)
 
         # 2. Dana requests; the merge request is opened in GitLab.
         client.post(reverse("promotion-request", args=["shop", dev.pk]))
@@ -110,6 +125,8 @@ def test_a_green_dev_run_goes_to_production_through_gitlab_and_jenkins(live_serv
     evidence = client.get(reverse("promotion-evidence", args=["shop", promotion.pk]) + "?format=json").json()
     assert evidence["dev_run"]["commit_sha"] == dev.commit_sha
     assert evidence["master_run"]["id"] == master.pk
+    assert evidence["commits"]["from"] is None  # a first release: nothing ran in production before it
+    assert evidence["findings"]["compared_with"] is None
     assert evidence["approvals"]["decided_by"] == "tom" and evidence["approvals"]["requested_by"] == "dana"
     page = client.get(reverse("promotion-evidence", args=["shop", promotion.pk]))
     assert page.status_code == 200 and "ship it" in page.content.decode()
