@@ -33,9 +33,10 @@ run: venv var/secret_key var/admin_password var/demo_password
 	echo "  Admin:   admin / $$(cat var/admin_password)"; \
 	echo "  Demo users (developer, techlead, operator): dana.dev, tom.lead, olga.ops / $$(cat var/demo_password)"; \
 	export SITE_URL="$${SITE_URL:-http://127.0.0.1:$(PORT)}"; \
-	jenkins=""; workers=""; \
+	jenkins=""; gitlab=""; workers=""; \
 	stop_background() { \
 		if [ -n "$$jenkins" ]; then kill "$$jenkins" 2>/dev/null || true; fi; \
+		if [ -n "$$gitlab" ]; then kill "$$gitlab" 2>/dev/null || true; fi; \
 		for worker in $$workers; do kill -TERM -- "-$$worker" 2>/dev/null || true; done; \
 		for _ in 1 2 3 4 5 6 7 8 9 10; do \
 			alive=""; for worker in $$workers; do kill -0 -- "-$$worker" 2>/dev/null && alive="$$alive $$worker"; done; \
@@ -52,6 +53,15 @@ run: venv var/secret_key var/admin_password var/demo_password
 		echo "  Jenkins: simulated ($$JENKINS_URL)"; \
 	else \
 		echo "  Jenkins: $$JENKINS_URL"; \
+	fi; \
+	if [ -z "$${GITLAB_URL:-}" ]; then \
+		gitlab_port="$${GITLAB_SIM_PORT:-8082}"; \
+		export GITLAB_URL="http://127.0.0.1:$$gitlab_port" GITLAB_SIMULATED=true \
+			GITLAB_TOKEN="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
+		$(PY) manage.py simulated_gitlab --port "$$gitlab_port" --portal-url "http://127.0.0.1:$(PORT)" & gitlab=$$!; \
+		echo "  GitLab:  simulated ($$GITLAB_URL)"; \
+	else \
+		echo "  GitLab:  $$GITLAB_URL"; \
 	fi; \
 	echo ""; \
 	setsid $(PY) manage.py qcluster & workers="$$!"; \

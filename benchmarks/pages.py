@@ -96,6 +96,13 @@ def pages() -> dict[str, str]:
     report = run.reports.first()
     if report:
         urls["report"] = reverse("report-detail", args=[report.pk])
+    urls["promotions"] = reverse("promotion-list", args=[project.slug])
+    urls["audit"] = reverse("project-audit", args=[project.slug])
+    promotion = project.promotions.order_by("-created_at").first()
+    if promotion is not None:
+        urls["promotion"] = reverse("promotion-detail", args=[project.slug, promotion.pk])
+        urls["evidence"] = reverse("promotion-evidence", args=[project.slug, promotion.pk])
+        urls["evidence_json"] = urls["evidence"] + "?format=json"
     return urls
 
 

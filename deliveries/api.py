@@ -287,7 +287,9 @@ class DeploymentsView(CallbackView):
         operation_id="record_deployment",
         summary="Record which images of a run went to which environment",
         description="The same callback twice is one deployment. Images are linked to the run's artifacts with "
-                    "the same repository and tag (or digest).",
+                    "the same repository and tag (or digest). A deployment that breaks a deploy rule (no promotion "
+                    "approved for the commit where one is needed, a freeze window, images not the run's) is still "
+                    "recorded, and `rule_violations` says which, in words.",
         parameters=[SLUG, BUILD_NUMBER],
         request=DeploymentInSerializer,
         responses={201: DeploymentOutSerializer, 200: DeploymentOutSerializer, **ERRORS},
@@ -304,6 +306,9 @@ class DeploymentsView(CallbackView):
         except services.CallbackError as exc:
             raise NotFound("No such build number.") from exc
         promotion_services.record_production_deployment(deployment=deployment)  # released, if it was the one
+        # Kept (it happened), but flagged, audited and said in the answer when it broke a deploy rule.
+        promotion_services.flag_rule_violations(deployment=deployment, images=data.get("images") or [],
+                                                actor_label=actor_label(request))
         return Response(deployment_payload(deployment, build_number=build_number), status=201 if created else 200)
 
 

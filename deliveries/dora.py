@@ -223,9 +223,12 @@ def lead_times(project, deployments) -> list[LeadTime]:
     master_runs = [d.source_run for d in deployments if d.source_run]
     if not master_runs:
         return []
-    promoted = dict(
-        Promotion.objects.filter(master_run__in=master_runs).values_list("master_run_id", "source_run_id")
+    promotions = list(
+        Promotion.objects.filter(master_run__in=master_runs).order_by("created_at")
+        .values_list("master_run_id", "source_run_id", "decided_at")
     )
+    promoted = {master_id: dev_id for master_id, dev_id, _ in promotions}
+    approved_at = {master_id: decided_at for master_id, _, decided_at in promotions if decided_at}
     # The promoted dev runs, plus, for master runs no promotion names, the green dev runs before them.
     candidates = Q(pk__in=promoted.values())
     unpromoted = [run for run in master_runs if run.pk not in promoted]
@@ -252,10 +255,14 @@ def lead_times(project, deployments) -> list[LeadTime]:
                              status=StageStatus.SUCCESS, finished_at__isnull=False)
         .values_list("run_id", "finished_at")
     )
-    return [lead_time(d, d.source_run, chosen[d.source_run.pk], pushed) for d in deployments if d.source_run]
+    return [lead_time(d, d.source_run, chosen[d.source_run.pk], pushed, approved_at.get(d.source_run.pk))
+            for d in deployments if d.source_run]
 
 
-def lead_time(deployment, master: PipelineRun, dev: dict | None, pushed: dict) -> LeadTime:
+def lead_time(deployment, master: PipelineRun, dev: dict | None, pushed: dict, approved_at=None) -> LeadTime:
+    """Commit -> images pushed (build) -> dev run finished (staging tests) -> approval (waiting: for the request,
+    then for a tech lead) -> production deployment finished (merge, master run, deploy). With no promotion, the
+    master run's start stands for the approval."""
     production_pipeline = deployment.finished_at - master.created_at
     if dev is None:
         first = master.committed_at or master.created_at
@@ -263,12 +270,13 @@ def lead_time(deployment, master: PipelineRun, dev: dict | None, pushed: dict) -
                         deployment.finished_at)
     committed = dev["committed_at"] or dev["created_at"]
     images_pushed = pushed.get(dev["pk"]) or dev["finished_at"]
+    approved = max(approved_at or master.created_at, dev["finished_at"])
     return LeadTime(
         deployment_id=deployment.pk,
         total=deployment.finished_at - committed,
         build=images_pushed - committed,
         staging_tests=dev["finished_at"] - images_pushed,
-        waiting_for_approval=max(master.created_at - dev["finished_at"], timedelta(0)),
-        production_pipeline=production_pipeline,
+        waiting_for_approval=approved - dev["finished_at"],
+        production_pipeline=deployment.finished_at - approved,
         deployed_at=deployment.finished_at,
     )

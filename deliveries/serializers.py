@@ -189,6 +189,10 @@ class RunInSerializer(StrictSerializer):
     commit_sha = text(64)
     commit_title = TruncatedCharField(keep=500)
     commit_author = TruncatedCharField(keep=255)
+    committed_at = serializers.DateTimeField(
+        required=False, allow_null=True, input_formats=["iso-8601"],
+        help_text="When the commit was made, ISO 8601 (`git log -1 --format=%cI`): lead time starts there",
+    )
     status = status_field(choices=RUN_STATUSES, required=False)
     started_at = TimestampField()
     finished_at = TimestampField()
@@ -357,6 +361,7 @@ class RunOutSerializer(serializers.Serializer):
     commit_sha = serializers.CharField()
     commit_title = serializers.CharField()
     commit_author = serializers.CharField()
+    committed_at = serializers.DateTimeField(allow_null=True)
     status = choice_out(RunStatus.choices)
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -379,6 +384,8 @@ class DeploymentOutSerializer(serializers.Serializer):
     replaced = serializers.IntegerField(allow_null=True, help_text="Id of the deployment this one took over from")
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    rule_violations = serializers.ListField(
+        child=serializers.CharField(), help_text="The deploy rules it broke, in words; empty when it broke none")
 
 
 class CheckOutSerializer(serializers.Serializer):
@@ -466,6 +473,7 @@ def run_payload(run, *, project=None) -> dict:
         "commit_sha": run.commit_sha,
         "commit_title": run.commit_title,
         "commit_author": run.commit_author,
+        "committed_at": iso(run.committed_at),
         "status": run.status,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
@@ -490,6 +498,7 @@ def deployment_payload(deployment, *, build_number: int) -> dict:
         "replaced": deployment.replaced_id,
         "started_at": iso(deployment.started_at),
         "finished_at": iso(deployment.finished_at),
+        "rule_violations": deployment.rule_violations,
     }
 
 

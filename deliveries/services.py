@@ -184,6 +184,8 @@ def merge_run(run: PipelineRun, fields: dict, *, now: datetime) -> list[str]:
             put(name, normalise_branch(fields[name]) if name == "branch" else fields[name])
     if fields.get("queue_id"):
         put("queue_id", fields["queue_id"])
+    if fields.get("committed_at"):
+        put("committed_at", fields["committed_at"])
     status = fields.get("status")
     if status and RUN_ORDER.allows(run.status, status):
         put("status", status)

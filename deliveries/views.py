@@ -32,6 +32,7 @@ def home(request):
         "runs_ahead_definition": environment_selectors.RUNS_AHEAD_DEFINITION,
         "recent_runs": selectors.recent_runs(),
         "waiting_promotions": selectors.promotions_waiting(),
+        "rule_breaking_deployments": environment_selectors.rule_breaking_deployments(),
     }
     return render(request, "deliveries/home.html", context)
 

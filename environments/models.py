@@ -187,6 +187,10 @@ class Deployment(models.Model):
     freeze_override_reason = models.CharField(
         max_length=300, blank=True, help_text="Why an operator deployed during a freeze window",
     )
+    rule_violations = models.JSONField(
+        default=list, blank=True,
+        help_text="The deploy rules this deployment broke, in words (no approved promotion, a freeze, foreign images)",
+    )
 
     objects = DeploymentQuerySet.as_manager()
 

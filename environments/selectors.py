@@ -186,3 +186,11 @@ def deployable_runs():
             .filter(Exists(Artifact.objects.filter(run=OuterRef("pk"))), ~Exists(undigested))
             .select_related("project").order_by("-created_at", "-id"))
 
+
+def rule_breaking_deployments(limit: int = 10):
+    """The newest deployments that broke a deploy rule (the home page's warning list)."""
+    return (
+        Deployment.objects.exclude(rule_violations=[])
+        .select_related("project", "environment", "source_run")
+        .order_by("-started_at", "-id")[:limit]
+    )

@@ -15,5 +15,7 @@ def roles(request):
 
 
 def jenkins(request):
-    """Every page says when Jenkins is the demo's imitation, and forms know whether one is configured."""
-    return {"jenkins_configured": jenkins_client.is_configured(), "jenkins_simulated": settings.JENKINS_SIMULATED}
+    """Every page says when Jenkins (or GitLab) is the demo's imitation, and forms know whether Jenkins is
+    configured."""
+    return {"jenkins_configured": jenkins_client.is_configured(), "jenkins_simulated": settings.JENKINS_SIMULATED,
+            "gitlab_simulated": settings.GITLAB_SIMULATED}

@@ -228,6 +228,7 @@ RECONCILE_RUNS_AFTER_MINUTES = env.read_int(E, "RECONCILE_RUNS_AFTER_MINUTES", 3
 # than twice this reads "unknown" on the board.
 AVAILABILITY_CHECK_INTERVAL_MINUTES = env.read_int(E, "AVAILABILITY_CHECK_INTERVAL_MINUTES", 5, minimum=1)
 GITLAB_URL = env.read_url(E, "GITLAB_URL", schemes={"http", "https"})
+GITLAB_SIMULATED = env.read_bool(E, "GITLAB_SIMULATED", default=False)
 GITLAB_TOKEN = E.get("GITLAB_TOKEN", "")
 # Email (promotion requests to tech leads, decisions to requesters): SMTP when EMAIL_HOST is set, else printed on
 # the console (the demo).

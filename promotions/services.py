@@ -362,3 +362,32 @@ def led_to(run: PipelineRun) -> Q:
     """Promotions whose master run is `run`, or, with none linked yet, whose merge commit `run` built."""
     by_sha = Q(merge_commit_sha=run.commit_sha) if run.commit_sha else Q(pk__in=[])
     return Q(master_run=run) | (Q(master_run__isnull=True) & by_sha)
+
+
+# --- deployments that break the rules ---------------------------------------------------------------------------
+
+
+def flag_rule_violations(*, deployment: Deployment, images: list[dict], actor_label: str = "") -> list[str]:
+    """Called by the top layer after Jenkins recorded a deployment: the deployment happened, so it is kept, but
+    the rules it broke (no promotion approved for its commit, a freeze in force when it started, images that are
+    not its run's artifacts) are written on it and audited, each once. Returns the ones it breaks."""
+    run = deployment.source_run
+    _, breaches = selectors.deploy_rule_breaches(
+        project=deployment.project, environment=deployment.environment, commit_sha=run.commit_sha if run else "",
+        at=deployment.started_at,
+    )
+    foreign = selectors.foreign_images(run, images) if run is not None else []
+    if foreign:
+        breaches.append(f"Images not built by build {run.build_number}: {', '.join(foreign)}.")
+    with transaction.atomic():
+        flagged = Deployment.objects.select_for_update().only("rule_violations").get(pk=deployment.pk)
+        new = [breach for breach in breaches if breach not in flagged.rule_violations]
+        if new:
+            deployment.rule_violations = flagged.rule_violations + new
+            Deployment.objects.filter(pk=deployment.pk).update(rule_violations=deployment.rule_violations)
+            audit(project_id=deployment.project_id, actor_label=actor_label or PORTAL, action="deployment.rule_broken",
+                  target=deployment, data={"environment": deployment.environment.slug, "violations": new,
+                                           "build_number": run.build_number if run else None})
+        else:
+            deployment.rule_violations = flagged.rule_violations
+    return deployment.rule_violations

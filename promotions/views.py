@@ -1,11 +1,10 @@
 """Pages of the promotion flow. Views parse the request, call one service, answer; the services check who may."""
 
-from datetime import datetime
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -49,8 +48,6 @@ def detail_context(request, promotion: Promotion, *, form=None) -> dict:
     # What a decision is judged on: the frozen gate with the waivers in force now, until the decision freezes it.
     gate = services.current_gate(promotion) if promotion.state == PromotionState.REQUESTED else (
         promotion.decision_gate or promotion.gate_snapshot)
-    for waiver in gate.get("waivers_used", []):
-        waiver["expires"] = datetime.fromisoformat(waiver["expires_at"])
     can_decide = (promotion.state == PromotionState.REQUESTED and has_role(request.user, Role.TECHLEAD)
                   and request.user.pk != promotion.requested_by_id)
     return {
@@ -70,6 +67,19 @@ def promotion_detail(request, slug, promotion_id):
     project = get_object_or_404(Project, slug=slug)
     promotion = get_object_or_404(selectors.promotions_with_details(), project=project, pk=promotion_id)
     return render(request, "promotions/promotion_detail.html", detail_context(request, promotion))
+
+
+@require_GET
+@role_required()
+def promotion_evidence(request, slug, promotion_id):
+    """What the promotion rests on, printable; `?format=json` answers the same content as JSON."""
+    project = get_object_or_404(Project, slug=slug)
+    promotion = get_object_or_404(selectors.promotions_with_details(), project=project, pk=promotion_id)
+    document = selectors.evidence_document(promotion)
+    if request.GET.get("format") == "json":
+        return JsonResponse(document, json_dumps_params={"indent": 2})
+    return render(request, "promotions/evidence.html",
+                  {"project": project, "promotion": promotion, "evidence": document})
 
 
 @require_POST

@@ -581,6 +581,12 @@ class Player:
         began = time.monotonic()
         self.log(f"[Pipeline] {{ ({name})")
         self.stage(name, order, "running", started_at=started)
+        refusal = self.deploy_refusal() if name == "Deploy production" else ""
+        if refusal:  # portalGate: the one step that fails the build on the portal's answer
+            self.log(f"ERROR: {refusal}")
+            self.stage(name, order, "failed", started_at=started, finished_at=iso_now(),
+                       duration_ms=int((time.monotonic() - began) * 1000))
+            return "FAILURE"
         if scenario.hold_at == name:
             stopped = build.stopped.wait(timeout=3600)
         else:
@@ -654,6 +660,36 @@ class Player:
 
     def post(self, path: str, payload: dict) -> None:
         self.send(path, json=payload)
+
+    def deploy_refusal(self) -> str:
+        """Ask the portal's deploy permission for this commit, as the Jenkinsfile's portalGate does: "" when
+        allowed, else why not (the portal's words, or that it could not be reached)."""
+        if self.portal is None:
+            return ""
+        url = f"{self.portal.url.rstrip('/')}/api/v1/projects/{self.portal.slug}/deploy-permission/"
+        params = {"environment": "production", "commit": self.commit}
+        headers = {"Authorization": f"Bearer {self.portal.token}"}
+        for attempt in range(1, self.fake.callback_attempts + 1):
+            try:
+                answer = requests.get(url, params=params, headers=headers, timeout=30)
+            except requests.RequestException as exc:
+                logger.warning("fake Jenkins: GET %s failed (%s), attempt %s", url, type(exc).__name__, attempt)
+            else:
+                with self.fake.lock:
+                    self.fake.callbacks.append(("GET", url, answer.status_code))
+                if answer.status_code == 200:
+                    self.log(f"delivery portal: deploying {self.commit} to production is allowed")
+                    return ""
+                if 400 <= answer.status_code < 500:
+                    try:
+                        detail = answer.json().get("detail", "")
+                    except ValueError:
+                        detail = ""
+                    return (f"delivery portal refused GET deploy-permission/ (HTTP {answer.status_code}): "
+                            f"{detail or 'no reason given'}")
+            if attempt < self.fake.callback_attempts:
+                time.sleep(self.fake.callback_backoff * attempt)
+        return f"delivery portal unreachable: GET deploy-permission/ failed {self.fake.callback_attempts} times"
 
     def upload(self, filename: str, content: bytes, kind: str, content_type: str) -> None:
         with self.fake.lock:

@@ -53,6 +53,13 @@ def run_groovy(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
     )
 
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PERMISSION = {"allowed": True, "environment": "production", "commit": COMMIT,
+              "promotion": {"id": 12, "state": "merged", "source_run": 41, "approved_by": "tom.lead",
+                            "approved_at": "2026-11-27T10:00:00Z", "tested_sha": COMMIT,
+                            "merge_commit_sha": "", "url": "http://portal/projects/shop/promotions/12/"}}
+
+
 @dataclass
 class PortalRequest:
     slug: str
@@ -74,6 +81,7 @@ class FakePortal:
     url: str = ""
     requests: list[PortalRequest] = field(default_factory=list)
     behaviours: dict[str, list[int]] = field(default_factory=dict)
+    gates: dict[str, int] = field(default_factory=dict)  # slug -> how the deploy permission answers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def behave(self, slug: str, codes: list[int]) -> None:
@@ -108,6 +116,15 @@ def fake_portal():
             self._send(code, {"detail": "recorded"} if code < 400 else {"detail": f"imitated error {code}"})
 
         def do_GET(self):  # noqa: N802
+            prefix = "/api/v1/projects/"
+            if self.path.startswith(prefix):  # the deploy permission: `gates[slug]` answers, 200 by default
+                slug, _, rest = self.path[len(prefix):].partition("/")
+                code = portal.gates.get(slug, 200)
+                with portal.lock:
+                    portal.requests.append(PortalRequest(slug, rest, dict(self.headers), b"", code))
+                answer = PERMISSION if code == 200 else {"detail": f"imitated refusal {code}: production is frozen"}
+                self._send(code, answer)
+                return
             slug = self.path.strip("/").split("/")[0]
             self._send(portal.answer(slug, self.path, default=200), {"status": "ok"})
 

@@ -21,7 +21,7 @@ EXPECTED_STAGES = list(DELIVERY_CHAIN)  # what the demo and the imitation Jenkin
 # The portal's callback API (base ${PORTAL_URL}/api/v1/projects/<slug>/), as agreed with its implementation.
 CONTRACT = {
     "runs/": {
-        "build_number", "branch", "commit_sha", "commit_title", "commit_author", "status",
+        "build_number", "branch", "commit_sha", "commit_title", "commit_author", "committed_at", "status",
         "started_at", "finished_at", "build_url", "queue_id", "portal_run_id",
     },
     "runs/{build}/stages/": {"name", "status", "order", "started_at", "finished_at", "duration_ms", "log_excerpt"},
@@ -30,11 +30,13 @@ CONTRACT = {
     "runs/{build}/deployments/": {"environment", "status", "images", "started_at", "finished_at", "log"},
     "checks/": {"environment", "url", "ok", "status_code", "latency_ms", "error"},
 }
+# GETs with a query: the deploy permission (portalGate).
+QUERIES = {"deploy-permission/": {"environment", "commit"}}
 RUN_STATUSES = ["running", "success", "failed", "unstable", "aborted"]
 STAGE_STATUSES = ["pending", "running", "success", "failed", "unstable", "aborted", "skipped"]
 DEPLOYMENT_STATUSES = ["running", "success", "failed"]
 REPORT_KINDS = ["trivy", "gauntlt", "jmeter"]
-STEPS = ["portalRun", "portalStage", "portalReport", "portalArtifact", "portalDeployment", "portalCheck"]
+STEPS = ["portalRun", "portalStage", "portalReport", "portalArtifact", "portalDeployment", "portalCheck", "portalGate"]
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +254,11 @@ def test_the_library_speaks_the_portals_contract(library):
             path = src.named_argument(a, b, "path")
             assert path is not None and not isinstance(path, str), f"{name}: path must be a literal"
             payload = src.named_argument(a, b, "payload")
+            if path.value in QUERIES:
+                assert payload is None, name
+                map_open = src.masked.index("[", a + src.masked[a:b].index("query"))
+                found[path.value] = set(src.map_keys(map_open + 1, src.matching(map_open)))
+                continue
             if CONTRACT.get(path.value) is None:
                 assert payload is None and src.named_argument(a, b, "file") is not None, name
                 found[path.value] = None
@@ -263,7 +270,7 @@ def test_the_library_speaks_the_portals_contract(library):
             map_open = next(i for i in range(closure_at, closure_end) if src.masked[i] == "["
                             and src.masked[src.matching(i) + 1 : closure_end].strip() == "")
             found[path.value] = set(src.map_keys(map_open + 1, src.matching(map_open)))
-    assert found == CONTRACT
+    assert found == {**CONTRACT, **QUERIES}
 
 
 def test_the_library_uses_the_contracts_words(library):
@@ -567,7 +574,8 @@ def test_it_does_not_send_the_token_to_a_url_it_was_not_given_by_jenkins(library
 SHA = "0123456789abcdef0123456789abcdef01234567"
 TOOLS = [
     {"match": "PORTAL_ENDPOINT", "real": True},
-    {"match": "git log -1", "stdout": f"{SHA}\u001fAdd the login page\u001fDana Dev <dana@example.com>\n"},
+    {"match": "git log -1", "stdout": f"{SHA}\u001fAdd the login page\u001fDana Dev <dana@example.com>"
+                                      "\u001f2026-11-27T10:15:00+01:00\n"},
     {"match": "git rev-parse HEAD", "stdout": f"{SHA}\n"},
     {"match": r"image-digest\.sh\" \"\$APP_", "stdout": f"{DIGEST_A}\n"},
     {"match": r"image-digest\.sh\" \"\$NGINX_", "stdout": f"{DIGEST_B}\n"},
@@ -582,12 +590,15 @@ PIPELINES = {
     "jf-dev-down": ("dev", [], "down"),
     "jf-attacked": ("dev", [{"match": "^gauntlt$", "rc": 1}], "up"),
     "jf-wrongbranch": ("dev", [], "up"),
+    "jf-master-refused": ("master", [], "up"),  # the portal refuses the deploy permission (fake_portal.gates)
+    "jf-master-down": ("master", [], "down"),
 }
 
 
 @pytest.fixture(scope="module")
 def pipeline_runs(fake_portal, closed_port_url, tmp_path_factory):
     base = tmp_path_factory.mktemp("jenkinsfile")
+    fake_portal.gates["jf-master-refused"] = 403
     scenarios = []
     for slug, (branch, rules, portal) in PIPELINES.items():
         workspace = base / slug
@@ -651,6 +662,7 @@ def test_a_dev_build_runs_ten_stages_and_reports_them(pipeline_runs, fake_portal
     assert (requests[0].path, first["status"], first["portal_run_id"]) == ("runs/", "running", 5)
     assert (requests[-1].path, last["status"], last["commit_sha"]) == ("runs/", "success", SHA)
     assert (last["commit_title"], last["commit_author"]) == ("Add the login page", "Dana Dev <dana@example.com>")
+    assert last["committed_at"] == "2026-11-27T10:15:00+01:00"  # git's %cI, which the runs API validates
 
 
 def test_a_master_build_deploys_production(pipeline_runs, fake_portal):
@@ -662,6 +674,34 @@ def test_a_master_build_deploys_production(pipeline_runs, fake_portal):
     assert [d["environment"] for d in deployments] == ["staging", "staging", "production", "production"]
     ansible = [e["label"] for e in outcome["events"] if (e.get("label") or "").startswith("ansible-playbook")]
     assert ansible == ["ansible-playbook (staging)", "ansible-playbook (production)"]
+    requests = fake_portal.for_slug("jf-master")
+    (gate,) = [r for r in requests if r.path.startswith("deploy-permission/")]
+    assert gate.path == f"deploy-permission/?environment=production&commit={SHA}"
+    assert gate.headers["Authorization"] == f"Bearer {TOKEN}"
+    first_production = next(i for i, r in enumerate(requests) if r.path.endswith("deployments/")
+                            and r.json["environment"] == "production")
+    assert requests.index(gate) < first_production  # asked before anything is deployed
+    assert any("allowed by promotion 12 (merged), approved by tom.lead" in m for m in echoes(outcome))
+
+
+@pytest.mark.parametrize("slug, reason", [
+    ("jf-master-refused", "delivery portal refused GET deploy-permission/ (HTTP 403): imitated refusal 403: "
+                          "production is frozen"),
+    ("jf-master-down", "delivery portal unreachable: GET deploy-permission/ failed 3 times"),
+])
+def test_a_master_build_deploys_nothing_to_production_without_the_portals_permission(pipeline_runs, fake_portal,
+                                                                                      slug, reason):
+    outcome = pipeline_runs[slug]
+    assert outcome["returned"] == "FAILURE"
+    assert ("stage failed", "Deploy production") in stage_events(outcome)
+    failed = [e for e in outcome["events"] if e["step"] == "stage failed" and e["name"] == "Deploy production"]
+    assert failed[0]["error"] == reason
+    ansible = [e["label"] for e in outcome["events"] if (e.get("label") or "").startswith("ansible-playbook")]
+    assert ansible == ["ansible-playbook (staging)"]
+    if slug == "jf-master-refused":
+        assert stage_reports(fake_portal, slug)[-2:] == [(11, "running"), (11, "failed")]
+        assert [r.json["environment"] for r in fake_portal.for_slug(slug) if r.path.endswith("deployments/")] == [
+            "staging", "staging"]
 
 
 def test_a_failing_stage_fails_the_build_and_skips_the_rest(pipeline_runs, fake_portal):

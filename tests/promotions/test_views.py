@@ -317,3 +317,13 @@ def test_a_gate_edited_in_the_admin_is_audited_and_cannot_be_deleted(client, wor
     assert (event.actor, event.data["active"], event.data["via"]) == (admin, False, "admin")
     assert client.post(reverse("admin:deliveries_qualitygate_delete", args=[gate.pk]), {"post": "yes"}).status_code \
         == 403
+
+
+def test_every_page_says_when_gitlab_is_simulated(client, users, settings, world):
+    client.force_login(users.developer)
+    settings.GITLAB_SIMULATED = False
+    assert "simulated GitLab" not in client.get(reverse("home")).content.decode()
+    settings.GITLAB_SIMULATED = True
+    for url in (reverse("home"), reverse("promotion-list", args=["shop"])):
+        body = client.get(url).content.decode()
+        assert "<strong>simulated GitLab</strong>" in body, url

@@ -12,6 +12,7 @@ class Recorder:
     def __init__(self, statuses=(201,)):
         self.statuses = list(statuses)
         self.calls: list[dict] = []
+        self.permission = (200, {"allowed": True, "promotion": None})  # how GETs (the deploy permission) answer
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,6 +29,17 @@ class Recorder:
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
+
+            def do_GET(self):  # noqa: N802
+                recorder.calls.append({"method": "GET", "path": self.path, "headers": dict(self.headers),
+                                       "auth": self.headers.get("Authorization"), "json": None, "body": b""})
+                status, answer = recorder.permission
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass

@@ -335,3 +335,24 @@ def test_the_demo_keeps_one_token_per_project_in_a_private_file(tmp_path):
     renewed = project_tokens([shop, blog], path)
     assert renewed["shop"] != tokens["shop"] and renewed["blog"] == tokens["blog"]
     assert ProjectToken.objects.filter(name="simulated-jenkins").count() == 3
+
+
+def test_the_master_pipeline_asks_the_deploy_permission_first(server, fake, recorder):
+    run_build(server, fake, {"BRANCH": "master", "COMMIT": "c" * 40})
+    (gate,) = [c for c in recorder.calls if c.get("method") == "GET"]
+    assert gate["path"] == f"/api/v1/projects/shop/deploy-permission/?environment=production&commit={'c' * 40}"
+    assert gate["auth"] == "Bearer dp_token"
+    assert recorder.calls.index(gate) < next(i for i, c in enumerate(recorder.calls)
+                                             if c["path"].endswith("/deployments/")
+                                             and c["json"]["environment"] == "production")
+
+
+def test_a_refused_deploy_permission_fails_the_build_and_deploys_nothing_to_production(server, fake, recorder):
+    recorder.permission = (403, {"detail": "production is frozen until tomorrow: release night"})
+    number = run_build(server, fake, {"BRANCH": "master"})
+    assert ("Deploy production", "failed") in recorder.stage_updates()
+    environments = [c["json"]["environment"] for c in recorder.calls if c["path"].endswith("/deployments/")]
+    assert environments == ["staging"]
+    assert server.get_build_info(JOB, number)["result"] == "FAILURE"
+    console = server.get_build_console_output(JOB, number)
+    assert "HTTP 403): production is frozen until tomorrow: release night" in console

@@ -5,7 +5,7 @@ import org.deliveryportal.Portal
 /**
  * portalRun(status: 'running')                       at the start
  * portalRun(status: currentBuild.currentResult)      in post {}: SUCCESS, FAILURE, UNSTABLE, ABORTED are translated
- * Optional: branch, commitSha, commitTitle, commitAuthor (read from the checkout when left out).
+ * Optional: branch, commitSha, commitTitle, commitAuthor, committedAt (ISO 8601; read from the checkout when left out).
  */
 def call(Map args = [:]) {
     portalCall(path: 'runs/', payload: { ->
@@ -17,6 +17,7 @@ def call(Map args = [:]) {
             commit_sha    : commit.sha,
             commit_title  : commit.title,
             commit_author : commit.author,
+            committed_at  : commit.committedAt,
             status        : status,
             started_at    : Portal.iso(currentBuild.startTimeInMillis),
             finished_at   : Portal.isTerminal(status) ? Portal.now() : null,
@@ -30,16 +31,18 @@ def call(Map args = [:]) {
 /** The commit being built, from the arguments or the workspace's git checkout; blanks when there is none yet. */
 private Map commitInfo(Map args) {
     Map commit = [sha: args.commitSha ?: env.GIT_COMMIT ?: Portal.clean(params?.COMMIT),
-                  title: args.commitTitle, author: args.commitAuthor]
-    if (commit.title == null || commit.author == null) {
+                  title: args.commitTitle, author: args.commitAuthor, committedAt: args.committedAt]
+    if (commit.title == null || commit.author == null || commit.committedAt == null) {
         // %x1f separates the fields; a commit title may hold anything else. Nothing here is interpolated by Groovy.
-        String out = sh(script: 'git log -1 --format="%H%x1f%s%x1f%an <%ae>" 2>/dev/null || true',
+        // %cI: the committer date in strict ISO 8601, where the portal's lead time starts.
+        String out = sh(script: 'git log -1 --format="%H%x1f%s%x1f%an <%ae>%x1f%cI" 2>/dev/null || true',
             returnStdout: true, label: 'portal: read the commit').trim()
         List fields = out ? out.split('\u001f', -1) as List : []
-        if (fields.size() == 3) {
+        if (fields.size() == 4) {
             commit.sha = commit.sha ?: fields[0]
             commit.title = commit.title ?: fields[1]
             commit.author = commit.author ?: fields[2]
+            commit.committedAt = commit.committedAt ?: fields[3]
         }
     }
     return commit

@@ -7,7 +7,8 @@
 #   PORTAL_TOKEN          project token (secret, bound by withCredentials)
 #   PORTAL_ENDPOINT       full URL, e.g. https://portal.example.com/api/v1/projects/shop/runs/12/stages/
 #   PORTAL_BODY_FILE      JSON body to POST, or
-#   PORTAL_UPLOAD_FILE    a report to POST as multipart "file" (with PORTAL_REPORT_KIND as "kind" when set)
+#   PORTAL_UPLOAD_FILE    a report to POST as multipart "file" (with PORTAL_REPORT_KIND as "kind" when set), or
+#                         neither: a GET of PORTAL_ENDPOINT (its query string included)
 #   PORTAL_RESPONSE_FILE  where the answer's body goes
 #   PORTAL_MAX_TIME       seconds one attempt may take (default 20)
 # Prints one line "<exit status> <HTTP status>" on standard output and always exits 0, so that a portal that is down
@@ -21,8 +22,10 @@ if [ -n "${PORTAL_UPLOAD_FILE:-}" ]; then
     if [ -n "${PORTAL_REPORT_KIND:-}" ]; then
         set -- "$@" --form-string "kind=${PORTAL_REPORT_KIND}"
     fi
-else
+elif [ -n "${PORTAL_BODY_FILE:-}" ]; then
     set -- -H 'Content-Type: application/json' --data-binary "@${PORTAL_BODY_FILE}"
+else
+    set --
 fi
 
 # The header travels on curl's standard input (printf is a shell builtin): the token never appears in a process

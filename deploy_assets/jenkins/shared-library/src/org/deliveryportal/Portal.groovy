@@ -2,6 +2,7 @@ package org.deliveryportal
 
 import com.cloudbees.groovy.cps.NonCPS
 import groovy.json.JsonOutput
+import groovy.json.JsonSlurper
 
 import java.time.Instant
 
@@ -207,6 +208,49 @@ class Portal implements Serializable {
             }
         }
         return result
+    }
+
+    /** "?environment=production&commit=abc": a query string, each value URL-encoded; "" without values. */
+    @NonCPS
+    static String query(Map values) {
+        List parts = (values ?: [:]).findAll { key, value -> value != null }.collect { key, value ->
+            "${URLEncoder.encode(key.toString(), 'UTF-8')}=${URLEncoder.encode(value.toString(), 'UTF-8')}"
+        }
+        return parts ? "?${parts.join('&')}".toString() : ''
+    }
+
+    /** The portal's words in an answer: its JSON "detail", else the start of the body; null for an empty body. */
+    @NonCPS
+    static String detail(Object body) {
+        String text = clean(body)
+        if (!text) {
+            return null
+        }
+        try {
+            Object parsed = new JsonSlurper().parseText(text)
+            if (parsed instanceof Map && parsed.detail) {
+                return parsed.detail.toString()
+            }
+        } catch (Exception ignored) {
+            // not JSON: the text itself
+        }
+        return excerpt(text, 500)
+    }
+
+    /** A deploy permission the portal granted, in one line: which promotion, approved by whom, for which commit. */
+    @NonCPS
+    static String permission(Object body) {
+        try {
+            Map answer = new JsonSlurper().parseText(clean(body) ?: '{}') as Map
+            Map promotion = answer.promotion as Map
+            if (!promotion) {
+                return "allowed (no promotion needed for ${answer.environment})"
+            }
+            return "allowed by promotion ${promotion.id} (${promotion.state}), approved by ${promotion.approved_by} " +
+                "at ${promotion.approved_at}, tested commit ${promotion.tested_sha}"
+        } catch (Exception ignored) {
+            return 'allowed'
+        }
     }
 
     /** Whether an answer deserves another attempt: network errors, timeouts, 5xx, 408 and 429 do; other 4xx not. */
