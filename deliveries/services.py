@@ -290,16 +290,21 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
     running once one of its stages is past pending, and a run not finished starts no later than its stages. The
     stage's `run` is the run as it now is, so callers can read `stage.run.status`.
     """
+    check_build_number(build_number)
     now = timezone.now()
     with transaction.atomic():
-        run, run_created = locked_run(project=project, build_number=build_number)
-        # Read after the run's lock is held, never in the same query: a query that waits for a lock reads the
-        # locked row anew, but not the rows it joins. No other callback can insert this stage meanwhile.
-        stage = first(Stage.objects.filter(run=run, name=name))
-        created = stage is None
-        if created:
-            # A pending, empty stage merged with the callback is what the callback describes.
-            stage = Stage(run=run, name=name, status=StageStatus.PENDING)
+        stage = locked_stage(project=project, build_number=build_number, name=name)
+        run_created = created = False
+        if stage is not None:
+            run = stage.run
+        else:
+            run, run_created = locked_run(project=project, build_number=build_number)
+            # Read after the run's lock is held: no other callback can insert this stage meanwhile.
+            stage = first(Stage.objects.filter(run=run, name=name))
+            created = stage is None
+            if created:
+                # A pending, empty stage merged with the callback is what the callback describes.
+                stage = Stage(run=run, name=name, status=StageStatus.PENDING)
         changed = merge_stage(stage, fields, now=now)
         if created:
             stage.save(force_insert=True)
@@ -318,6 +323,17 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
             audit(project=project, actor_label=actor_label, action="stage.upserted", target=stage, data=data)
     stage.run = run
     return stage, created
+
+
+def locked_stage(*, project: Project, build_number: int, name: str) -> Stage | None:
+    """The stage of a run by name, with its run, both rows locked for this transaction in one statement (the
+    run's first, as every other write takes them); None while either does not exist.
+
+    Both rows are locked, not only the run's: a statement that waits for a lock reads anew the rows it locks,
+    and only those, so a stage read beside its locked run could be the version from before the wait.
+    """
+    stages = Stage.objects.select_related("run").select_for_update(of=("run", "self"))
+    return first(stages.filter(run__project=project, run__build_number=build_number, name=name))
 
 
 STAGE_FIELDS = ("status", "order", "started_at", "finished_at", "log_excerpt")
