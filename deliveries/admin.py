@@ -24,7 +24,8 @@ class ProjectTokenInline(admin.TabularInline):
     model = ProjectToken
     extra = 0
     fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    # Revoked through the tokens' "Revoke" action only, which audits it.
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
@@ -79,7 +80,8 @@ class ProjectAdmin(admin.ModelAdmin):
 class ProjectTokenAdmin(admin.ModelAdmin):
     list_display = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["project"]
-    readonly_fields = ["project", "prefix", "created_at", "last_used_at"]
+    # Revoked through the "Revoke" action only, which audits it.
+    readonly_fields = ["project", "prefix", "created_at", "last_used_at", "revoked_at"]
     fields = ["project", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
@@ -88,7 +90,7 @@ class ProjectTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = services.revoke_tokens(queryset)
+        count = services.revoke_tokens(queryset, actor=request.user)
         self.message_user(request, f"Revoked {count} token(s).")
 
 

@@ -72,22 +72,25 @@ class Changes(list):
 
 
 # Verified tokens, per process, for API_TOKEN_CACHE_SECONDS: a farm of agents calling back does not look up
-# and hash the same token on every request. Keyed by the token's hash; only tokens that matched get in.
-# Revoking through `revoke_tokens`, or saving or deleting a token, empties this process's cache at once;
-# another process keeps accepting a revoked token until its entry expires.
+# the token with its project and hash it on every request. Keyed by the token's hash; only tokens that matched get
+# in. Whether a remembered token is still live is read on every request (one read by primary key), so a
+# revocation, wherever it is made, applies in every process before the admin answers.
 VERIFIED_TOKENS: dict[str, tuple[float, ProjectToken]] = {}
 VERIFIED_TOKENS_MAX = 1024
 
 
 def verified_token(token: str) -> ProjectToken | None:
-    """`ProjectToken.find`, remembered for a few seconds."""
+    """`ProjectToken.find`, its row remembered for a few seconds, its revocation never."""
     seconds = settings.API_TOKEN_CACHE_SECONDS
     if seconds <= 0:
         return ProjectToken.find(token)
     key, now = ProjectToken.hash_token(token), time.monotonic()
     remembered = VERIFIED_TOKENS.get(key)
     if remembered is not None and remembered[0] > now:
-        return remembered[1]
+        if ProjectToken.is_live(remembered[1].pk):
+            return remembered[1]
+        VERIFIED_TOKENS.pop(key, None)
+        return None
     found = ProjectToken.find(token)
     if found is None:
         VERIFIED_TOKENS.pop(key, None)
@@ -102,11 +105,19 @@ def forget_verified_tokens(**_signal) -> None:
     VERIFIED_TOKENS.clear()
 
 
-def revoke_tokens(tokens) -> int:
-    """Revoke a queryset of tokens; returns how many were live. This process stops accepting them at once."""
-    count = tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke_tokens(tokens, *, actor=None, actor_label: str = "") -> int:
+    """Revoke a queryset of tokens, each revocation audited; returns how many were live. Every process refuses
+    them from the commit on (see verified_token)."""
+    now = timezone.now()
+    with transaction.atomic():
+        live = list(tokens.filter(ProjectToken.LIVE).select_related("project").select_for_update(of=("self",)))
+        for token in live:
+            token.revoked_at = now
+            token.save(update_fields=["revoked_at"])
+            audit(project=token.project, actor=actor, actor_label=actor_label, action="token.revoked",
+                  target=token, data={"name": token.name, "prefix": token.prefix})
     forget_verified_tokens()
-    return count
+    return len(live)
 
 
 def normalise_branch(branch: str) -> str:
