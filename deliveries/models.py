@@ -3,7 +3,7 @@ import hmac
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.urls import reverse
 from django.utils import timezone
 
@@ -103,8 +103,11 @@ class ProjectToken(models.Model):
 
     @classmethod
     def is_live(cls, pk: int) -> bool:
-        """Whether the token of this id is live now (neither revoked nor deleted): one read by primary key."""
-        return cls.objects.filter(cls.LIVE, pk=pk).exists()
+        """Whether the token of this id is live now (neither revoked nor deleted, as LIVE says): one read by
+        primary key, on every API call. In SQL: built by the ORM it cost an eighth of a stage callback's CPU."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM deliveries_projecttoken WHERE id = %s AND revoked_at IS NULL", [pk])
+            return cursor.fetchone() is not None
 
 
 class RunStatus(models.TextChoices):
