@@ -142,7 +142,7 @@ class ProjectTokenAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = services.revoke_tokens(queryset, user=request.user)
+        count = services.revoke_tokens(queryset, actor=request.user)
         self.message_user(request, f"Revoked {count} token(s).")
 
 

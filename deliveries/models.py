@@ -60,6 +60,7 @@ class ProjectToken(models.Model):
     """
 
     PREFIX_LENGTH = 8
+    LIVE = models.Q(revoked_at__isnull=True)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=100, default="jenkins")
@@ -105,8 +106,14 @@ class ProjectToken(models.Model):
         prefix = cls.prefix_of(token)
         if prefix is None:
             return None
-        row = cls.objects.select_related("project").filter(prefix=prefix, revoked_at__isnull=True).first()
+        row = cls.objects.select_related("project").filter(cls.LIVE, prefix=prefix).first()
         return row if row is not None and row.matches(token) else None
+
+    @classmethod
+    def is_live(cls, pk: int) -> bool:
+        """Whether the token of this id is live now (neither revoked nor deleted): one read by primary key, on
+        every API call, through the same LIVE condition as the lookup (the rule is written once)."""
+        return cls.objects.filter(cls.LIVE, pk=pk).exists()
 
 
 class RunStatus(models.TextChoices):

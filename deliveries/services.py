@@ -86,22 +86,25 @@ class Changes(list):
 
 
 # Verified tokens, per process, for API_TOKEN_CACHE_SECONDS: a farm of agents calling back does not look up
-# and hash the same token on every request. Keyed by the token's hash; only tokens that matched get in.
-# Revoking through `revoke_tokens`, or saving or deleting a token, empties this process's cache at once;
-# another process keeps accepting a revoked token until its entry expires.
+# the token with its project and hash it on every request. Keyed by the token's hash; only tokens that matched get
+# in. Whether a remembered token is still live is read on every request (one read by primary key), so a
+# revocation, wherever it is made, applies in every process before the admin answers.
 VERIFIED_TOKENS: dict[str, tuple[float, ProjectToken]] = {}
 VERIFIED_TOKENS_MAX = 1024
 
 
 def verified_token(token: str) -> ProjectToken | None:
-    """`ProjectToken.find`, remembered for a few seconds."""
+    """`ProjectToken.find`, its row remembered for a few seconds, its revocation never."""
     seconds = settings.API_TOKEN_CACHE_SECONDS
     if seconds <= 0:
         return ProjectToken.find(token)
     key, now = ProjectToken.hash_token(token), time.monotonic()
     remembered = VERIFIED_TOKENS.get(key)
     if remembered is not None and remembered[0] > now:
-        return remembered[1]
+        if ProjectToken.is_live(remembered[1].pk):
+            return remembered[1]
+        VERIFIED_TOKENS.pop(key, None)
+        return None
     found = ProjectToken.find(token)
     if found is None:
         VERIFIED_TOKENS.pop(key, None)
@@ -116,16 +119,17 @@ def forget_verified_tokens(**_signal) -> None:
     VERIFIED_TOKENS.clear()
 
 
-def revoke_tokens(tokens, *, user=None, actor_label: str = "") -> int:
-    """Revoke a queryset of tokens, each audited; returns how many were live. This process stops accepting them
-    at once."""
+def revoke_tokens(tokens, *, actor=None, actor_label: str = "") -> int:
+    """Revoke a queryset of tokens, each revocation audited; returns how many were live. Every process refuses
+    them from the commit on (see verified_token)."""
     now = timezone.now()
     with transaction.atomic():
-        live = list(tokens.filter(revoked_at__isnull=True).select_for_update())
-        ProjectToken.objects.filter(pk__in=[row.pk for row in live]).update(revoked_at=now)
-        for row in live:
-            audit(project_id=row.project_id, actor=user, actor_label=actor_label, action="token.revoked", target=row,
-                  data={"name": row.name, "prefix": row.prefix})
+        live = list(tokens.filter(ProjectToken.LIVE).select_related("project").select_for_update(of=("self",)))
+        for token in live:
+            token.revoked_at = now
+            token.save(update_fields=["revoked_at"])
+            audit(project=token.project, actor=actor, actor_label=actor_label, action="token.revoked",
+                  target=token, data={"name": token.name, "prefix": token.prefix})
     forget_verified_tokens()
     return len(live)
 
@@ -355,16 +359,21 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
     running once one of its stages is past pending, and a run not finished starts no later than its stages. The
     stage's `run` is the run as it now is, so callers can read `stage.run.status`.
     """
+    check_build_number(build_number)
     now = timezone.now()
     with transaction.atomic():
-        run, run_created = locked_run(project=project, build_number=build_number)
-        # Read after the run's lock is held, never in the same query: a query that waits for a lock reads the
-        # locked row anew, but not the rows it joins. No other callback can insert this stage meanwhile.
-        stage = first(Stage.objects.filter(run=run, name=name))
-        created = stage is None
-        if created:
-            # A pending, empty stage merged with the callback is what the callback describes.
-            stage = Stage(run=run, name=name, status=StageStatus.PENDING)
+        stage = locked_stage(project=project, build_number=build_number, name=name)
+        run_created = created = False
+        if stage is not None:
+            run = stage.run
+        else:
+            run, run_created = locked_run(project=project, build_number=build_number)
+            # Read after the run's lock is held: no other callback can insert this stage meanwhile.
+            stage = first(Stage.objects.filter(run=run, name=name))
+            created = stage is None
+            if created:
+                # A pending, empty stage merged with the callback is what the callback describes.
+                stage = Stage(run=run, name=name, status=StageStatus.PENDING)
         changed = merge_stage(stage, fields, now=now)
         if created:
             stage.save(force_insert=True)
@@ -383,6 +392,17 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
             audit(project=project, actor_label=actor_label, action="stage.upserted", target=stage, data=data)
     stage.run = run
     return stage, created
+
+
+def locked_stage(*, project: Project, build_number: int, name: str) -> Stage | None:
+    """The stage of a run by name, with its run, both rows locked for this transaction in one statement (the
+    run's first, as every other write takes them); None while either does not exist.
+
+    Both rows are locked, not only the run's: a statement that waits for a lock reads anew the rows it locks,
+    and only those, so a stage read beside its locked run could be the version from before the wait.
+    """
+    stages = Stage.objects.select_related("run").select_for_update(of=("run", "self"))
+    return first(stages.filter(run__project=project, run__build_number=build_number, name=name))
 
 
 STAGE_FIELDS = ("status", "order", "started_at", "finished_at", "log_excerpt")

@@ -145,8 +145,8 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # Uploads above this size are refused before they are parsed. The default fits the README's 1 GiB per worker
 # process: the worst measured shape (a Trivy report whose findings sit in one Result) peaks at 948 MB for 192 MiB.
 REPORT_MAX_BYTES = env.read_int(E, "REPORT_MAX_BYTES", 192 * 1024 * 1024, minimum=1024)
-# How long a process trusts an API token it has verified (0: look it up on every request). Revoking a token
-# takes up to this long to reach the other processes.
+# How long a process remembers an API token it has verified, its project and name (0: look it up on every
+# request). Revocation is read on every request: it applies in every process at once.
 API_TOKEN_CACHE_SECONDS = env.read_int(E, "API_TOKEN_CACHE_SECONDS", 10)
 
 # Generous: a Jenkins farm reports every stage of many builds with one project token.

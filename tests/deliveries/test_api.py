@@ -412,15 +412,19 @@ def test_it_answers_404_for_a_stage_of_an_impossible_build_number(api):
     assert not PipelineRun.objects.exists()
 
 
-def test_it_updates_an_existing_stage_with_the_run_locked_in_a_few_statements(api, django_assert_num_queries):
+def test_it_updates_an_existing_stage_with_its_run_and_itself_locked_in_one_statement(api, django_assert_num_queries):
     api.stage(4, {"name": "Build", "status": "running"})  # creates the run and the stage, verifies the token
-    # The same statements on every database: lock the run, read the stage, update it, append the audit event,
-    # in a savepoint (the test's own transaction stands for BEGIN and COMMIT). The token is remembered.
+    # The same statements on every database: whether the remembered token is still live, then read the stage
+    # with its run, both locked, update it, append the audit event, in a savepoint (the test's own transaction
+    # stands for BEGIN and COMMIT).
     with django_assert_num_queries(6) as captured:
         response = api.stage(4, {"name": "Build", "status": "success"})
     assert response.status_code == 200
-    locks = connection.features.has_select_for_update  # PostgreSQL; SQLite serialises writers anyway
-    assert ("FOR UPDATE" in captured.captured_queries[1]["sql"]) == locks
+    assert "deliveries_projecttoken" in captured.captured_queries[0]["sql"]
+    locking = captured.captured_queries[2]["sql"]
+    if connection.features.has_select_for_update_of:  # PostgreSQL; SQLite serialises writers anyway
+        # The run's row first, as every other write locks them: no two callbacks wait for each other in a circle.
+        assert locking.endswith('FOR UPDATE OF "deliveries_pipelinerun", "deliveries_stage"')
     assert Stage.objects.get().status == "success"
     assert AuditEvent.objects.filter(action="stage.upserted").count() == 2
 

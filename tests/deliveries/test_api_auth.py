@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deliveries import services
-from deliveries.models import ProjectToken
+from deliveries.models import AuditEvent, PipelineRun, ProjectToken
 from tests.factories import ProjectFactory, issue_project_token
 
 pytestmark = pytest.mark.django_db
@@ -46,14 +46,45 @@ def test_a_token_edited_and_saved_is_forgotten_at_once(client, shop):
     assert post_run(client, token, 2).status_code == 401
 
 
-def test_a_token_revoked_by_another_process_is_refused_once_its_entry_expires(client, shop, settings):
+def test_a_token_revoked_by_another_process_is_refused_at_once(client, shop):
+    row, token = shop
+    assert post_run(client, token).status_code == 201  # verified, and remembered by this process
+    # Another process revokes it: this one's memory is not told, only the database is.
+    ProjectToken.objects.filter(pk=row.pk).update(revoked_at=timezone.now())
+    assert services.VERIFIED_TOKENS != {}
+    assert post_run(client, token, 2).status_code == 401
+    assert PipelineRun.objects.filter(build_number=2).exists() is False
+    assert services.VERIFIED_TOKENS == {}
+
+
+def test_a_token_deleted_by_another_process_is_refused_at_once(client, shop):
     row, token = shop
     assert post_run(client, token).status_code == 201
-    ProjectToken.objects.filter(pk=row.pk).update(revoked_at=timezone.now())  # this process is not told
-    assert post_run(client, token, 2).status_code == 201  # still remembered
-    later = services.time.monotonic() + settings.API_TOKEN_CACHE_SECONDS + 1
-    with mock.patch.object(services.time, "monotonic", return_value=later):
-        assert post_run(client, token, 3).status_code == 401
+    ProjectToken.objects.filter(pk=row.pk)._raw_delete(ProjectToken.objects.db)  # no signal in this process
+    assert post_run(client, token, 2).status_code == 401
+
+
+def test_revoking_tokens_is_audited_with_who_did_it(client, admin_user, shop):
+    row, _ = shop
+    admin = client.__class__()
+    admin.force_login(admin_user)
+    for _ in range(2):  # the second time, the token is no longer live: nothing more is recorded
+        admin.post(reverse("admin:deliveries_projecttoken_changelist"),
+                   {"action": "revoke", "_selected_action": [row.pk]})
+    events = AuditEvent.objects.filter(action="token.revoked")
+    assert [(event.actor, event.target_id, event.data) for event in events] == [
+        (admin_user, str(row.pk), {"name": row.name, "prefix": row.prefix})]
+    assert ProjectToken.objects.get(pk=row.pk).revoked_at is not None
+
+
+def test_the_admin_revokes_tokens_only_through_its_audited_action(client, admin_user, shop):
+    row, _ = shop
+    admin = client.__class__()
+    admin.force_login(admin_user)
+    admin.post(reverse("admin:deliveries_projecttoken_change", args=[row.pk]),
+               {"name": "renamed", "revoked_at_0": "2024-01-01", "revoked_at_1": "10:00:00"})
+    row.refresh_from_db()
+    assert (row.name, row.revoked_at) == ("renamed", None)
 
 
 @override_settings(API_TOKEN_CACHE_SECONDS=0)
