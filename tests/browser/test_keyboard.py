@@ -8,17 +8,19 @@ import pytest
 from django.utils import timezone
 
 from deliveries.models import PipelineRun, RunStatus, Stage, StageStatus
-from tests.factories import ProjectFactory, RunFactory, StageFactory
+from environments.models import Deployment, DeploymentStatus
+from tests.factories import DeploymentFactory, ProjectFactory, RunFactory, StageFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WATCH = """() => {
-    const region = document.getElementById('run-announcer');
+# What the status region says, and how many fragments live.js swaps in: ids of the region and of the live part.
+WATCH = """([announcer, live]) => {
+    const region = document.getElementById(announcer);
     window.said = [];
     new MutationObserver(() => window.said.push(region.textContent))
         .observe(region, {childList: true, characterData: true, subtree: true});
     window.updates = 0;
-    document.getElementById('run-live').addEventListener('live:updated', () => window.updates++);
+    document.getElementById(live).addEventListener('live:updated', () => window.updates++);
 }"""
 
 
@@ -37,7 +39,7 @@ def test_the_live_run_page_keeps_the_focus_and_announces_status_changes_only(sig
     StageFactory(run=run, name="Build", order=2, status=StageStatus.RUNNING, started_at=now - timedelta(seconds=30))
     page = signed_in()
     page.goto(live_server.url + run.get_absolute_url())
-    page.evaluate(WATCH)
+    page.evaluate(WATCH, ["run-announcer", "run-live"])
 
     # Abort keeps the focus while the page refreshes around it, and nothing is announced: nothing changed.
     page.get_by_role("button", name="Abort").focus()
@@ -69,6 +71,33 @@ def test_the_live_run_page_keeps_the_focus_and_announces_status_changes_only(sig
     assert page.evaluate("() => window.said") == ["Running, stage Test", "Success"]
     assert page.get_by_role("button", name="Abort").count() == 0
     assert page.evaluate("() => document.activeElement.id") == "main"
+
+
+def test_the_live_deployment_page_keeps_the_focus_while_its_steps_grow_and_announces_its_end(
+    signed_in, live_server, users
+):
+    run = RunFactory(project=ProjectFactory(slug="shop"), build_number=7)
+    deployment = DeploymentFactory(source_run=run, status=DeploymentStatus.RUNNING, finished_at=None,
+                                   step_log="pull images\n")
+    page = signed_in(users.operator)
+    page.goto(live_server.url + deployment.get_absolute_url())
+    page.evaluate(WATCH, ["deployment-announcer", "deployment-live"])
+
+    # The heading's link keeps the focus while the step log grows below it, and nothing is said: the status stays.
+    page.locator(".breadcrumbs").get_by_role("link", name="staging").focus()
+    page.evaluate("() => { window.link = document.activeElement; }")
+    Deployment.objects.filter(pk=deployment.pk).update(step_log="pull images\nstart trial\n")
+    page.wait_for_function("() => document.querySelector('.step-log').textContent.includes('start trial')")
+    wait_for_updates(page, 1)
+    assert page.evaluate("() => document.activeElement === window.link")
+    assert page.evaluate("() => window.said") == []
+
+    # It ends: said once, the focus comes back to the same link in the new heading, and Redeploy is offered.
+    Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.SUCCESS, finished_at=timezone.now())
+    page.wait_for_function("() => document.getElementById('deployment-announcer').textContent === 'Success'")
+    assert page.evaluate("() => window.said") == ["Success"]
+    assert page.evaluate("() => !window.link.isConnected && document.activeElement.textContent === 'staging'")
+    assert page.get_by_role("link", name="Redeploy…").count() == 1
 
 
 def test_the_first_tab_offers_a_skip_link_to_the_main_content(signed_in, live_server):

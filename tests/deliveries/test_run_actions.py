@@ -405,7 +405,8 @@ def test_the_live_fragment_says_the_status_and_current_stage_for_the_status_regi
     StageFactory(run=run, name="App checks", order=2, status="running")
     client.force_login(users.developer)
     page = client.get(run.get_absolute_url()).content.decode()
-    assert '<p id="run-announcer" class="visually-hidden" role="status"></p>' in page  # outside the fragment
+    region = '<p id="run-announcer" data-live-announcer class="visually-hidden" role="status"></p>'
+    assert region in page  # outside the fragment
     body = client.get(reverse("run-live", args=["shop", run.pk])).content.decode()
     assert 'data-announce="Running, stage App checks"' in body
     # Abort in a part of its own: live.js leaves it, and the focus on it, alone while only the stages change

@@ -263,9 +263,19 @@ def test_the_deployment_page_is_live_while_it_runs(client, users, staging, proje
     fragment = client.get(reverse("deployment-live", args=[running.pk]))
     assert fragment["Cache-Control"].startswith("max-age=0")
     assert "pull registry/app@sha256:abc" in fragment.content.decode()
+    # what the status region (outside the fragment) says: the status, not every step
+    region = '<p id="deployment-announcer" data-live-announcer class="visually-hidden" role="status"></p>'
+    assert region in page and region not in fragment.content.decode()
+    assert 'data-announce="Running"' in fragment.content.decode()
     Deployment.objects.filter(pk=running.pk).update(status=DeploymentStatus.SUCCESS, finished_at=timezone.now())
-    assert 'data-finished="true"' in client.get(reverse("deployment-live", args=[running.pk])).content.decode()
-    assert "live.js" not in client.get(running.get_absolute_url()).content.decode()
+    client.force_login(users.operator)
+    body = client.get(reverse("deployment-live", args=[running.pk])).content.decode()
+    assert 'data-finished="true"' in body and 'data-announce="Success"' in body
+    # the operator's controls in a part of their own: live.js leaves them, and the focus on them, alone
+    actions = body.split('data-live-part="actions"')[1].split("data-live-part=")[0]
+    assert reverse("deployment-redeploy", args=[running.pk]) in actions and "sha256:abc" not in actions
+    page = client.get(running.get_absolute_url()).content.decode()
+    assert "live.js" not in page and "deployment-announcer" not in page
 
 
 def test_the_nav_links_to_the_environments(client, users):

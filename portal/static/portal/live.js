@@ -4,9 +4,9 @@
 //
 // For keyboard and screen reader users: only the parts of the fragment (data-live-part) whose markup changed
 // are replaced (a fragment without parts is replaced whole), so a control in an unchanged part (Abort) keeps the focus; in a replaced part the focus goes
-// back to the control at the same place, and opened stage logs stay open. The status region (#run-announcer,
+// back to the control at the same place, and opened stage logs stay open. The status region (data-live-announcer,
 // role="status", outside the fragment) says the fragment's data-announce when it changes: the run's status and
-// current stage, not every tick.
+// current stage, or the deployment's status, not every tick.
 (function () {
   "use strict";
   var INTERVAL_MS = 2000;
@@ -15,7 +15,7 @@
   var FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
   var container = document.querySelector("[data-live-url]");
   if (!container || !window.fetch) return;
-  var announcer = document.getElementById("run-announcer");
+  var announcer = document.querySelector("[data-live-announcer]");
   var url = container.getAttribute("data-live-url");
   var failures = 0;
   var received = {};  // each part's markup as last received: an unchanged part is left alone
