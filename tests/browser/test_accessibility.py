@@ -111,6 +111,7 @@ def promotion_pages(demo, users):
     return {
         "promotion-list": f"/projects/{slug}/promotions/",
         "promotion-detail": promotion.get_absolute_url(),
+        "promotion-evidence": f"{promotion.get_absolute_url()}evidence/",
         "waivers": f"/projects/{slug}/waivers/",
         "gate": f"/projects/{slug}/gate/",
         "audit": f"/projects/{slug}/audit/",
@@ -153,6 +154,8 @@ def environment_pages(demo):
         "confirm-redeploy": f"{current.get_absolute_url()}redeploy/",
         "confirm-rollback": f"{earlier.get_absolute_url()}rollback/",
         "confirm-check": "/environments/production/check/",
+        "environment-stack": "/environments/production/stack/",
+        "confirm-stack-apply": "/environments/production/stack/apply/",
     }
 
 
