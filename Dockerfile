@@ -17,10 +17,12 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --requirement /build/requirements.txt
 WORKDIR /build/portal
 COPY . .
-# collectstatic only imports the settings: a throwaway key, no database file, nothing kept but the files.
+# collectstatic only imports the settings: a throwaway key, no database file, nothing kept but the files, made
+# readable by everyone (the portal's upload modes, 0600/0700, apply to them too).
 RUN SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))')" \
        DATABASE_URL=sqlite://:memory: PORTAL_VAR_DIR=/tmp/portal-var STATIC_ROOT=/opt/static \
-       /opt/venv/bin/python manage.py collectstatic --no-input -v0
+       /opt/venv/bin/python manage.py collectstatic --no-input -v0 \
+    && chmod -R a+rX,go-w /opt/static
 
 # What both images run on: the virtualenv, the code (root-owned: the process cannot rewrite it), a user without
 # a login, and the data directory (SQLite when no DATABASE_URL, raw reports when no S3 bucket) as a volume.
@@ -48,7 +50,8 @@ FROM runtime AS worker
 LABEL org.opencontainers.image.description="delivery portal worker (django-q2 qcluster)"
 CMD ["python", "manage.py", "qcluster"]
 
-# The web image (last, so a plain `docker build .` makes it): gunicorn, static files served by whitenoise.
+# The web image (last, so a plain `docker build .` makes it): gunicorn, static files served by whitenoise. No
+# control socket: nothing in the container uses it, and the user has no home to put it in.
 FROM runtime AS web
 LABEL org.opencontainers.image.description="delivery portal web (gunicorn, whitenoise)"
 ENV PORT=8000 \
@@ -58,4 +61,4 @@ EXPOSE 8000
 # '.example.com' patterns made concrete) so that Django does not refuse the probe itself.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.').replace('*', '') or 'localhost'; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h}), timeout=4)"]
-CMD ["sh", "-c", "exec gunicorn -c python:portal.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} portal.wsgi"]
+CMD ["sh", "-c", "exec gunicorn -c python:portal.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} --no-control-socket portal.wsgi"]
