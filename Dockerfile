@@ -34,9 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PORTAL_VAR_DIR=/var/lib/portal \
     STATIC_ROOT=/opt/static
-RUN groupadd --system --gid 10001 portal \
-    && useradd --system --uid 10001 --gid portal --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin portal \
+RUN groupadd --gid 10001 portal \
+    && useradd --uid 10001 --gid portal --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin portal \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/portal
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/static /opt/static

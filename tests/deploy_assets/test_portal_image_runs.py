@@ -66,12 +66,14 @@ def start(client, image, **options):
     return client.containers.run(image.id, detach=True, environment=environment, **options)
 
 
-def wait_for(url: str, deadline_seconds: float = 90) -> requests.Response:
+def wait_for(url: str, deadline_seconds: float = 180) -> requests.Response:
+    """The first answer from url: gunicorn listens before its workers have imported Django, so a request may be
+    refused or wait at first (long on a busy machine)."""
     deadline = time.monotonic() + deadline_seconds
     while True:
         try:
-            return requests.get(url, timeout=5)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=30)
+        except (requests.ConnectionError, requests.Timeout):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
@@ -120,11 +122,11 @@ def healthcheck_command(container) -> list[str]:
 def test_it_serves_the_collected_static_files_through_whitenoise(web):
     container, url = web
     assert wait_for(f"{url}/healthz").status_code == 200
-    page = requests.get(f"{url}/accounts/login/", timeout=10)
+    page = requests.get(f"{url}/accounts/login/", timeout=30)
     assert page.status_code == 200
     stylesheet = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', page.text)
     assert stylesheet, "the login page links no hashed stylesheet: were the static files collected?"
-    static = requests.get(url + stylesheet.group(1), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    static = requests.get(url + stylesheet.group(1), headers={"Accept-Encoding": "gzip"}, timeout=30)
     assert static.status_code == 200
     assert "max-age=315360000" in static.headers["Cache-Control"] and static.headers["Content-Encoding"] == "gzip"
 
@@ -132,7 +134,7 @@ def test_it_serves_the_collected_static_files_through_whitenoise(web):
 def test_it_refuses_to_start_without_a_secret_key_and_says_why(client, built):
     container = client.containers.run(built["web"].id, detach=True, environment={"DEBUG": "false"})
     try:
-        assert container.wait(timeout=60)["StatusCode"] != 0
+        assert container.wait(timeout=180)["StatusCode"] != 0
         assert "SECRET_KEY is not set" in container.logs().decode()
     finally:
         container.remove(force=True, v=True)
