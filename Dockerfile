@@ -27,8 +27,7 @@ RUN SECRET_KEY="$(/opt/venv/bin/python -c 'import secrets; print(secrets.token_u
 # What both images run on: the virtualenv, the code (root-owned: the process cannot rewrite it), a user without
 # a login, and the data directory (SQLite when no DATABASE_URL, raw reports when no S3 bucket) as a volume.
 FROM ${PYTHON_IMAGE} AS runtime
-LABEL org.opencontainers.image.title="delivery portal" \
-      org.opencontainers.image.source="https://example.invalid/delivery-portal"
+LABEL org.opencontainers.image.title="delivery portal"
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
