@@ -2,8 +2,11 @@
 
 That the web image really builds and answers /healthz is tests/deploy_assets/test_portal_image_runs.py."""
 
+import os
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -153,3 +156,25 @@ def test_the_proxy_reaches_web_by_the_name_nginx_proxies_to(compose):
 def test_yamllint_passes_on_the_compose_file():
     done = run([need("yamllint", "pip install yamllint"), "--strict", "-c", str(ASSETS / "yamllint.yml"), str(COMPOSE)])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def compose_config(**environment) -> subprocess.CompletedProcess:
+    command = [need("podman-compose", "pip install podman-compose"), "-f", str(COMPOSE), "config"]
+    env = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"} | environment
+    return run(command, cwd=REPO_ROOT, env=env)
+
+
+def test_podman_compose_resolves_the_compose_file():
+    done = compose_config(POSTGRES_PASSWORD="pa55-word")
+    assert done.returncode == 0, done.stdout + done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    web = resolved["services"]["web"]
+    assert web["environment"]["DATABASE_URL"] == "postgres://portal:pa55-word@postgres:5432/portal"
+    assert Path(web["build"]["context"]) == REPO_ROOT and web["build"]["target"] == "web"
+    assert resolved["services"]["proxy"]["ports"] == ["8080:8080"]
+
+
+def test_compose_refuses_to_start_without_the_database_password_and_says_so():
+    done = compose_config()
+    assert done.returncode != 0
+    assert "POSTGRES_PASSWORD" in done.stderr + done.stdout and "set POSTGRES_PASSWORD in .env" in done.stderr
