@@ -38,9 +38,9 @@ def client(engine):
 
 @pytest.fixture(scope="module")
 def built(engine, client):
-    """Both images, built from the repository root on the engine as `docker build --target` would; podman's own
-    client keeps the layer cache that python_base.sh filled (the Docker API's build does not), so this takes
-    seconds unless requirements.txt changed. Removed afterwards."""
+    """Both images, built from the repository root on the engine as `docker build --target` would, with podman's
+    own client and `--layers`: the wheels' layers python_base.sh cached are reused, so only the code and the
+    static files are built again unless requirements.txt changed. Removed afterwards."""
     podman = shutil.which("podman")
     if podman is None:
         pytest.skip("no podman client: run tests/services/container_engine.sh as root (make test)")
