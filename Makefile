@@ -96,8 +96,10 @@ test-tools:
 
 # The container engine the deployer's tests run against: podman's Docker API, a loopback registry and the app's
 # images, installed from Debian and started once (machine-wide; a second run only checks them). Needs root.
+# Then a Python 3.11 base made with debootstrap (once) and the portal's web image built on it (cached layers).
 test-services:
 	tests/services/container_engine.sh
+	tests/services/python_base.sh
 
 test: venv test-tools test-services
 	$(PY) -m ruff check .
