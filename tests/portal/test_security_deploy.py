@@ -87,7 +87,7 @@ def test_login_and_api_limits_come_from_the_environment(tmp_path):
                          "REST_FRAMEWORK", "CACHES")
     assert values["AXES_FAILURE_LIMIT"] == 10 and values["AXES_COOLOFF_TIME"] == "1:00:00"
     assert values["AXES_LOCKOUT_PARAMETERS"] == ["username"]
-    assert values["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"] == {"project_token": "100/s"}
+    assert values["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]["project_token"] == "100/s"
     assert values["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert values["CACHES"]["default"]["LOCATION"] == "redis://cache:6379/1"
 
