@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from deliveries import triggers
 from deliveries.models import (
     AuditEvent,
     GateCondition,
@@ -51,8 +50,6 @@ def promotion_flow(live_server, settings, monkeypatch):
     """A project ready to be promoted for real: dana (developer) and tom (tech lead), staging and production, the
     imitation Jenkins playing its pipeline against the live portal and the imitation GitLab holding it. Yields
     (project, dana, tom, jenkins, gitlab)."""
-    monkeypatch.setattr(triggers, "QUEUE_POLL_FIRST_SECONDS", 0.02)
-    monkeypatch.setattr(triggers, "QUEUE_POLL_MAX_SECONDS", 0.1)
     for role in Role:  # a transactional test before this one may have flushed the groups the migration made
         Group.objects.get_or_create(name=role)
     dana = UserFactory(username="dana", roles=[Role.DEVELOPER])
