@@ -67,3 +67,18 @@ def test_its_history_links_to_no_jenkins_that_does_not_exist():
     call_command("seed_demo")
     assert PipelineRun.objects.exists()
     assert not PipelineRun.objects.exclude(build_url="").exists()
+
+
+def test_its_waiting_promotions_are_requested_through_the_promotion_flow():
+    from deliveries.models import AuditEvent
+    from promotions import services
+
+    call_command("seed_demo")
+    waiting = list(Promotion.objects.filter(state="requested").select_related("source_run__project", "requested_by"))
+    assert waiting
+    for promotion in waiting:
+        fresh = services.evaluate_gate(promotion.source_run)  # the gate evaluation made it, not the seed
+        assert promotion.gate_snapshot == {**fresh, "evaluated_at": promotion.gate_snapshot["evaluated_at"]}
+        assert promotion.requested_by.username == "dana.dev"
+        [event] = AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk))
+        assert (event.action, event.actor) == ("promotion.requested", promotion.requested_by)
