@@ -69,16 +69,22 @@ def test_its_history_links_to_no_jenkins_that_does_not_exist():
     assert not PipelineRun.objects.exclude(build_url="").exists()
 
 
-def test_its_waiting_promotions_are_requested_through_the_promotion_flow():
+def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
     from deliveries.models import AuditEvent
     from promotions import services
 
     call_command("seed_demo")
-    waiting = list(Promotion.objects.filter(state="requested").select_related("source_run__project", "requested_by"))
-    assert waiting
-    for promotion in waiting:
+    made = list(Promotion.objects.filter(state__in=["requested", "rejected"])
+                .select_related("source_run__project", "requested_by", "decided_by"))
+    assert {p.state for p in made} == {"requested", "rejected"}
+    assert [p.decision_comment for p in made if p.state == "rejected"] == [
+        "Superseded by a newer green run of dev: promote that one instead."]
+    for promotion in made:
         fresh = services.evaluate_gate(promotion.source_run)  # the gate evaluation made it, not the seed
         assert promotion.gate_snapshot == {**fresh, "evaluated_at": promotion.gate_snapshot["evaluated_at"]}
-        assert promotion.requested_by.username == "dana.dev"
-        [event] = AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk))
-        assert (event.action, event.actor) == ("promotion.requested", promotion.requested_by)
+        events = AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk)).order_by("id")
+        trail = [(event.action, event.actor.username) for event in events]
+        expected = [("promotion.requested", "dana.dev")]
+        if promotion.state == "rejected":
+            expected.append(("promotion.rejected", "tom.lead"))
+        assert trail == expected
