@@ -305,7 +305,6 @@ class DeploymentsView(CallbackView):
             )
         except services.CallbackError as exc:
             raise NotFound("No such build number.") from exc
-        promotion_services.record_production_deployment(deployment=deployment)  # released, if it was the one
         # Kept (it happened), but flagged, audited and said in the answer when it broke a deploy rule.
         promotion_services.flag_rule_violations(deployment=deployment, images=data.get("images") or [],
                                                 actor_label=actor_label(request))

@@ -360,7 +360,7 @@ def rollback(failed: Deployment, good: Deployment) -> bool:
 
 def seed_promotions(project: Project, runs: list[PipelineRun]) -> None:
     """Every master run was a promotion of the newest green dev run before it, asked by a developer and approved by
-    a tech lead; the newest green dev run after the last master run waits for approval."""
+    a tech lead. (The newest green dev run after the last master run is requested by promotions.demo, for real.)"""
     User = get_user_model()
     developer, techlead = User.objects.get(username="dana.dev"), User.objects.get(username="tom.lead")
     dev_runs = [r for r in runs if r.branch == project.dev_branch and r.status == RunStatus.SUCCESS]
@@ -387,12 +387,6 @@ def seed_promotions(project: Project, runs: list[PipelineRun]) -> None:
             master_run=master, production_deployment=deployment,
             gate_snapshot={"passed": True, "conditions": []},
             created_at=source.finished_at + timedelta(minutes=5),
-        ))
-    if dev_runs and (not master_runs or dev_runs[-1].created_at > master_runs[-1].created_at):
-        waiting = dev_runs[-1]
-        promotions.append(Promotion(
-            project=project, source_run=waiting, state=PromotionState.REQUESTED, requested_by=developer,
-            gate_snapshot={"passed": True, "conditions": []}, created_at=waiting.finished_at + timedelta(minutes=5),
         ))
     Promotion.objects.bulk_create(promotions)
 

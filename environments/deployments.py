@@ -27,6 +27,7 @@ from environments.models import (
 )
 from environments.selectors import active_freeze
 from environments.services import STEP_LOG_CHARS, previous_success
+from environments.signals import deployment_succeeded
 from portal.formats import moment
 
 IN_FLIGHT = (DeploymentStatus.PENDING, DeploymentStatus.RUNNING)
@@ -152,6 +153,7 @@ def succeed(deployment: Deployment) -> None:
         audit(project=deployment.project, actor_label=deployment.deployer or "portal",
               action="deployment.succeeded", target=deployment,
               data={"environment": deployment.environment.slug, "image_digests": deployment.image_digests})
+        deployment_succeeded.send(sender=Deployment, deployment=deployment)
 
 
 def give_up(deployment: Deployment, *, reason: str) -> None:

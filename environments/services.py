@@ -13,6 +13,7 @@ from deliveries.models import Artifact, PipelineRun, Project
 from deliveries.services import Changes, first, locked_run
 from deliveries.statuses import StatusOrder
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
+from environments.signals import deployment_succeeded
 
 # The one ordering rule (deliveries.statuses), with one step more: the portal's rollback is final.
 DEPLOYMENT_ORDER = StatusOrder(
@@ -106,6 +107,8 @@ def record_deployment(
                   data={"build_number": run.build_number, "environment": environment.slug,
                         "status": deployment.status, "image_digests": deployment.image_digests,
                         "changed": changed})
+        if deployment.status == DeploymentStatus.SUCCESS and ("created" in changed or "status" in changed):
+            deployment_succeeded.send(sender=Deployment, deployment=deployment)
     return deployment, created
 
 

@@ -333,7 +333,7 @@ def trigger_master_run(promotion: Promotion) -> Promotion:
 
 
 def record_production_deployment(*, deployment: Deployment) -> Promotion | None:
-    """Called by the top layer after a deployment is recorded: a successful production deployment of a
+    """On environments' deployment_succeeded (promotions.signals): a successful production deployment of a
     promotion's master run (or of a run at its merge commit, arrived by webhook or callback) releases it."""
     if deployment.status != DeploymentStatus.SUCCESS or deployment.source_run_id is None:
         return None

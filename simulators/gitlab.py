@@ -5,7 +5,8 @@ merge_request_approvals.rb, and the real payloads in ../shared/fixtures/gitlab:
 
 - `PRIVATE-TOKEN` on every request (401 `{"message": "401 Unauthorized"}` otherwise); `sudo` for admins;
 - `GET /user` (its `web_url` starts with the server's URL, as python-gitlab's `auth()` checks), `GET /version`;
-- projects by id or URL-encoded path (`group%2Fshop`), their branches, whose heads a test moves with `push()`;
+- projects by id or URL-encoded path (`group%2Fshop`), their branches, whose heads a test moves with `push()`
+  (or that follow what the CI builds, with `follow()`);
 - merge requests: create (201; 409 for a second open MR of the same branches), get, update (`state_event`), list
   with `state` / `source_branch` / `target_branch` filters and GitLab's paging headers (`X-Total`,
   `X-Next-Page`, `Link`); approve (201; 401 for the author on a project that forbids it or a second approval;
@@ -34,6 +35,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -157,6 +159,7 @@ class Project:
     hooks: list[Hook] = field(default_factory=list)
     merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
     next_iid: int = 1
+    followed: dict[str, Callable[[], str | None]] = field(default_factory=dict)  # branch -> where its head is
 
     @property
     def name(self) -> str:
@@ -324,14 +327,32 @@ class SimulatedGitLab:
              user: str | None = None) -> str:
         """Move (or create) a branch's head, as a `git push` would; sends the Push Hook and updates open MRs."""
         with self.lock:
-            project = self.project(project)
+            return self.move_head(self.project(project), branch, sha, message=message, user=user)
+
+    def follow(self, project: str | int, branch: str, head: Callable[[], str | None]) -> None:
+        """The branch's head follows `head()` (e.g. the commit the CI built last), read before each request on the
+        project, as if every built commit had been pushed before its build. No Push Hook is sent for it: the build
+        it would start has happened. Open merge requests from the branch move with it, as on a push."""
+        with self.lock:
+            self.project(project).followed[branch] = head
+
+    def catch_up(self, project: Project) -> None:
+        for branch, head in project.followed.items():
+            sha = head()
+            if sha and sha != project.branches.get(branch):
+                self.move_head(project, branch, sha, announce=False)
+
+    def move_head(self, project: Project, branch: str, sha: str | None, *, message: str = "", user: str | None = None,
+                  announce: bool = True) -> str:
+        with self.lock:
             pusher = self.user(user) if user else self.first_user()
             before = project.branches.get(branch, ZERO_SHA)
             sha = sha or fake_sha(project.path, branch, before, len(project.commits))
             commit = project.commits.setdefault(
                 sha, Commit(sha, message or f"Change on {branch}", pusher.name, pusher.email, now()))
             project.branches[branch] = sha
-            self.emit(project, "Push Hook", self.push_payload(project, pusher, branch, before, sha, [commit]))
+            if announce:
+                self.emit(project, "Push Hook", self.push_payload(project, pusher, branch, before, sha, [commit]))
             for mr in project.merge_requests.values():
                 if mr.state == "opened" and mr.source_branch == branch and mr.sha != sha:
                     oldrev, mr.sha, mr.updated_at = mr.sha, sha, now()
@@ -538,6 +559,7 @@ class SimulatedGitLab:
             project = self.project(segments[1])
         except KeyError:
             raise not_found("Project Not Found") from None
+        self.catch_up(project)
         rest = segments[2:]
         if rest == [] and method == "GET":
             return 200, self.project_json(project), {}

@@ -67,3 +67,24 @@ def test_its_history_links_to_no_jenkins_that_does_not_exist():
     call_command("seed_demo")
     assert PipelineRun.objects.exists()
     assert not PipelineRun.objects.exclude(build_url="").exists()
+
+
+def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
+    from deliveries.models import AuditEvent
+    from promotions import services
+
+    call_command("seed_demo")
+    made = list(Promotion.objects.filter(state__in=["requested", "rejected"])
+                .select_related("source_run__project", "requested_by", "decided_by"))
+    assert {p.state for p in made} == {"requested", "rejected"}
+    assert [p.decision_comment for p in made if p.state == "rejected"] == [
+        "Superseded by a newer green run of dev: promote that one instead."]
+    for promotion in made:
+        fresh = services.evaluate_gate(promotion.source_run)  # the gate evaluation made it, not the seed
+        assert promotion.gate_snapshot == {**fresh, "evaluated_at": promotion.gate_snapshot["evaluated_at"]}
+        events = AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk)).order_by("id")
+        trail = [(event.action, event.actor.username) for event in events]
+        expected = [("promotion.requested", "dana.dev")]
+        if promotion.state == "rejected":
+            expected.append(("promotion.rejected", "tom.lead"))
+        assert trail == expected

@@ -9,6 +9,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from deliveries.models import AuditEvent, PipelineRun, Promotion, PromotionState, RunStatus
+from environments import deployments
+from environments.models import DeploymentStatus
 from environments.services import record_deployment
 from promotions import services
 from promotions.services import PromotionRefused
@@ -241,10 +243,30 @@ def test_the_master_run_s_production_deployment_releases_it(gitlab_server, world
     staging_deploy = DeploymentFactory(source_run=master, environment=world.staging)
     assert services.record_production_deployment(deployment=staging_deploy) is None
     deployment, _ = record_deployment(project=world.project, run=master, environment=world.production,
-                                      status="success", images=[])
-    released = services.record_production_deployment(deployment=deployment)
+                                      status="success", images=[])  # as Jenkins' callback records it
+    released = Promotion.objects.get(pk=promotion.pk)
     assert (released.state, released.production_deployment) == (PromotionState.RELEASED, deployment)
     assert actions(released)[-1] == "promotion.released"
+    assert services.record_production_deployment(deployment=deployment) is None  # released once
+    assert actions(released).count("promotion.released") == 1
+
+
+def test_a_production_deployment_by_the_portal_s_deployer_releases_it(gitlab_server, world, dana, tom):
+    promotion = services.merge_promotion(promotion_id=approved(gitlab_server, world, dana, tom).pk)
+    running = DeploymentFactory(source_run=promotion.master_run, environment=world.production,
+                                status=DeploymentStatus.RUNNING, deployed_by_label="olga.ops", finished_at=None)
+    deployments.succeed(running)
+    released = Promotion.objects.get(pk=promotion.pk)
+    assert (released.state, released.production_deployment) == (PromotionState.RELEASED, running)
+    assert actions(released)[-1] == "promotion.released"
+
+
+def test_a_failed_deployment_by_the_portal_s_deployer_releases_nothing(gitlab_server, world, dana, tom):
+    promotion = services.merge_promotion(promotion_id=approved(gitlab_server, world, dana, tom).pk)
+    running = DeploymentFactory(source_run=promotion.master_run, environment=world.production,
+                                status=DeploymentStatus.RUNNING, finished_at=None)
+    deployments.give_up(running, reason="the trial never answered")
+    assert Promotion.objects.get(pk=promotion.pk).state == PromotionState.MERGED
 
 
 def test_a_run_at_the_merge_commit_arriving_by_callback_releases_it_too(gitlab_server, world, dana, tom):

@@ -383,6 +383,33 @@ def test_the_demo_serves_the_portal_s_projects_at_the_commits_of_their_latest_ru
         assert shop.gitlab_webhook_secret_matches(hook.token)
 
 
+@pytest.mark.django_db(transaction=True)  # the imitation reads the runs from its own threads
+def test_the_demo_s_dev_branch_follows_the_runs_built_after_its_start(tmp_path):
+    from deliveries.management.commands.simulated_gitlab import simulated_gitlab, webhook_secrets
+    from tests.factories import ProjectFactory, RunFactory
+
+    shop = ProjectFactory(slug="shop", gitlab_project_path="delivery/shop")
+    older = RunFactory(project=shop, branch="dev", commit_sha="1" * 40)
+    secrets = webhook_secrets([shop], tmp_path / "secrets.json")
+    with simulated_gitlab([shop], token=BOT, portal_url="http://127.0.0.1:9/", secrets=secrets) as demo:
+        project = api(demo).projects.get("delivery/shop")
+        mr = project.mergerequests.create({"source_branch": "dev", "target_branch": "master", "title": "t"})
+        assert mr.sha == older.commit_sha
+        pressed_later = RunFactory(project=shop, branch="dev", commit_sha="2" * 40)  # Run pipeline, after the start
+        RunFactory(project=shop, branch="feature/x", commit_sha="3" * 40)  # another branch moves nothing
+        assert project.branches.get("dev").commit["id"] == pressed_later.commit_sha
+        mr = project.mergerequests.get(mr.iid)
+        assert mr.sha == pressed_later.commit_sha
+        with pytest.raises(gitlab.GitlabMRApprovalError):  # the older run's approval is for a sha dev has left
+            mr.approve(sha=older.commit_sha)
+        mr.approve(sha=pressed_later.commit_sha)
+        mr.merge(sha=pressed_later.commit_sha)
+        assert project.mergerequests.get(mr.iid).state == "merged"
+        assert demo.wait_for_hooks()
+        # the build of the followed commit happened: no Push Hook for it (it would start the build again)
+        assert [d.event for d in demo.deliveries if d.payload.get("ref") == "refs/heads/dev"] == []
+
+
 @pytest.mark.django_db
 def test_the_demo_keeps_one_webhook_secret_per_project_in_a_private_file(tmp_path):
     import stat

@@ -1,17 +1,21 @@
 """Serve the simulated GitLab (simulators/gitlab.py) for the local demo.
 
-Each project with a `gitlab_project_path` becomes a GitLab project whose dev and release branches point at the
-commits of the portal's latest runs on them, so that promoting the latest green dev run merges the tested sha.
+Each project with a `gitlab_project_path` becomes a GitLab project whose dev and release branches start at the
+commits of the portal's latest runs on them; its dev branch then follows the commit of the portal's latest dev run
+(the one the simulated Jenkins built last), so promoting the latest green dev run merges the tested sha, and one
+that a newer run has passed is refused as "dev has moved", as GitLab would.
 The portal's GITLAB_TOKEN is the token of the simulated user `portal-bot`, who may approve the merge requests
 it opens (on a real GitLab, allow that on the project or give the portal an approver's token). Webhooks go to
 the portal with each project's webhook secret, kept in var/simulated_gitlab_secrets.json (0600) and reused
 while they still match, so restarting the demo does not change them.
 """
 
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from deliveries import gitlab_hooks
 from deliveries.models import PipelineRun, Project
@@ -61,6 +65,8 @@ def simulated_gitlab(projects, *, token: str, portal_url: str, secrets: dict[str
                               author_can_approve=True)
         simulated.add_hook(project.gitlab_project_path, url=f"{portal_url.rstrip('/')}{HOOK_PATH}",
                            token=secrets[project.slug])
+        simulated.follow(project.gitlab_project_path, project.dev_branch,
+                         partial(built_last, project, project.dev_branch))
     return simulated
 
 
@@ -68,6 +74,14 @@ def latest_commit(project: Project, branch: str) -> str | None:
     """The commit of the portal's latest run on the branch (None: the imitation makes one up)."""
     return (PipelineRun.objects.filter(project=project, branch=branch).exclude(commit_sha="")
             .order_by("-created_at", "-id").values_list("commit_sha", flat=True).first())
+
+
+def built_last(project: Project, branch: str) -> str | None:
+    """latest_commit, asked from one of the imitation's request threads: its connection goes with the request."""
+    try:
+        return latest_commit(project, branch)
+    finally:
+        connections.close_all()
 
 
 def webhook_secrets(projects, path: Path) -> dict[str, str]:
