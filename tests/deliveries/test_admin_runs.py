@@ -64,3 +64,15 @@ def test_the_list_of_branches_reads_an_index():
     # the admin's own query for the choices; either index holding the branch serves it
     choices = PipelineRun.objects.distinct().order_by("branch").values_list("branch", flat=True)
     assert "branch_created" in plan(choices)
+
+
+def test_its_query_count_does_not_grow_with_the_runs(admin_client):
+    project = ProjectFactory()
+    url = reverse("admin:deliveries_pipelinerun_changelist")
+    RunFactory.create_batch(2, project=project)
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    RunFactory.create_batch(30, project=project, branch="main")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(url)
+    assert len(many) == len(few) == 8
