@@ -75,4 +75,4 @@ def test_its_query_count_does_not_grow_with_the_runs(admin_client):
     RunFactory.create_batch(30, project=project, branch="main")
     with CaptureQueriesContext(connection) as many:
         admin_client.get(url)
-    assert len(many) == len(few) == 8
+    assert len(many) == len(few) == 6
