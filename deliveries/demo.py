@@ -52,6 +52,8 @@ class DemoProject:
     slug: str
     gitlab_path: str
     runs: int
+    days: int = HISTORY_DAYS  # the span of its history, ending now
+    scale: str = "normal"  # scanners.demo's plan of its reports
 
 
 NORMAL_PROJECTS = [
@@ -60,10 +62,20 @@ NORMAL_PROJECTS = [
     DemoProject("Inventory Service", "inventory", "shop/inventory", 64),
 ]
 LARGE_PROJECTS = [
-    DemoProject("Catalog Search", "catalog-search", "shop/catalog-search", 3334),
-    DemoProject("Checkout Gateway", "checkout-gateway", "shop/checkout-gateway", 3333),
-    DemoProject("Customer Accounts", "customer-accounts", "shop/customer-accounts", 3333),
+    DemoProject("Catalog Search", "catalog-search", "shop/catalog-search", 3334, scale="large"),
+    DemoProject("Checkout Gateway", "checkout-gateway", "shop/checkout-gateway", 3333, scale="large"),
+    DemoProject("Customer Accounts", "customer-accounts", "shop/customer-accounts", 3333, scale="large"),
 ]
+# Ten times the large history, spread over two years as a real one would be (so a 90-day window holds what a
+# busy project makes in 90 days, not ten times it): ~100,000 runs and ~5 million findings. Seed it into an
+# empty database: on top of --scale large, the large projects' first runs would keep their 60-day dates.
+HUGE_PROJECTS = [DemoProject(demo.name, demo.slug, demo.gitlab_path, demo.runs * 10, days=730, scale="huge")
+                 for demo in LARGE_PROJECTS]
+SCALE_PROJECTS = {
+    "normal": NORMAL_PROJECTS,
+    "large": NORMAL_PROJECTS + LARGE_PROJECTS,
+    "huge": NORMAL_PROJECTS + HUGE_PROJECTS,
+}
 ENVIRONMENTS = [
     # name, tier, order, requires approval
     ("dev", Tier.DEVELOPMENT, 1, False),
@@ -102,7 +114,7 @@ def seed(*, scale: str = "normal", password: str | None = None) -> SeedResult:
         environments = ensure_environments()
         ensure_users(password)
         anchor = timezone.now().replace(minute=0, second=0, microsecond=0)
-        for demo in NORMAL_PROJECTS + (LARGE_PROJECTS if scale == "large" else []):
+        for demo in SCALE_PROJECTS[scale]:
             project, created = Project.objects.get_or_create(
                 slug=demo.slug,
                 defaults={
@@ -111,7 +123,7 @@ def seed(*, scale: str = "normal", password: str | None = None) -> SeedResult:
                     "repository_url": f"https://gitlab.example.com/{demo.gitlab_path}",
                     "jenkins_job_path": f"delivery/{demo.slug}",
                     # the project's creation anchors its history, so a later seed finds the same timeline
-                    "created_at": anchor - timedelta(days=HISTORY_DAYS),
+                    "created_at": anchor - timedelta(days=demo.days),
                 },
             )
             result.projects += int(created)
@@ -175,7 +187,7 @@ def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Envir
     if not missing:
         return 0, 0
     window_start = project.created_at
-    step = timedelta(days=HISTORY_DAYS) / (demo.runs + 1)
+    step = timedelta(days=demo.days) / (demo.runs + 1)
     runs, stages, artifacts, plans = [], [], [], []
     for number in missing:
         rng = random.Random(f"{project.slug}:{number}")
@@ -198,7 +210,7 @@ def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Envir
     deployments = seed_deployments(project, runs, stages, environments)
     seed_promotions(project, runs)
     # what the security, performance and attack pages show; needs the production deployments made above
-    seed_reports(project=project, runs=runs, scale="large" if demo in LARGE_PROJECTS else "normal")
+    seed_reports(project=project, runs=runs, scale=demo.scale)
     return len(runs), deployments
 
 

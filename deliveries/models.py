@@ -194,6 +194,9 @@ class PipelineRun(models.Model):
             models.Index(fields=["-started_at"], name="run_started"),
             models.Index(fields=["-created_at"], name="run_created"),
             models.Index(fields=["status"], name="run_status"),
+            # the admin's filters of runs (its list of branches too), newest first
+            models.Index(fields=["trigger", "-created_at"], name="run_trigger_created"),
+            models.Index(fields=["branch", "-created_at"], name="run_branch_created"),
         ]
 
     def __str__(self):

@@ -61,6 +61,7 @@ SCALES = {
     "large": ScalePlan((ImagePlan("app", 30, 54.0), ImagePlan("nginx", 29, 54.0)), load_samples=200,
                        keep_files=False),
 }
+SCALES["huge"] = SCALES["large"]  # the same reports per run, ten times the runs
 
 
 @dataclass

@@ -88,3 +88,25 @@ def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
         if promotion.state == "rejected":
             expected.append(("promotion.rejected", "tom.lead"))
         assert trail == expected
+
+
+def test_the_huge_scale_is_ten_times_the_large_one_over_two_years():
+    from deliveries import demo
+
+    large = sum(project.runs for project in demo.LARGE_PROJECTS)
+    assert sum(project.runs for project in demo.HUGE_PROJECTS) == 10 * large == 100_000
+    assert {project.days for project in demo.HUGE_PROJECTS} == {730}
+
+
+def test_it_spreads_a_huge_project_over_its_two_years_with_its_reports(monkeypatch):
+    from deliveries import demo
+    from scanners.models import Finding
+
+    small_huge = demo.DemoProject("Tiny Huge", "tiny-huge", "shop/tiny-huge", 30, days=730, scale="huge")
+    monkeypatch.setitem(demo.SCALE_PROJECTS, "huge", [small_huge])
+    call_command("seed_demo", scale="huge")
+    runs = PipelineRun.objects.filter(project__slug="tiny-huge")
+    assert runs.count() == 30
+    first, last = runs.order_by("created_at").first(), runs.order_by("created_at").last()
+    assert (last.created_at - first.created_at).days >= 600  # 30 runs a step of 730 / 31 days apart, not 60 days
+    assert Finding.objects.filter(report__run__project__slug="tiny-huge").exists()

@@ -8,10 +8,11 @@ from promotions.demo import request_waiting_promotions
 
 
 class Command(BaseCommand):
-    help = "Create a realistic delivery history (idempotent). --scale large adds 10,000 runs for benchmarks."
+    help = ("Create a realistic delivery history (idempotent). --scale large adds 10,000 runs for benchmarks, "
+            "--scale huge 100,000 runs over two years (into an empty database).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--scale", choices=["normal", "large"], default="normal")
+        parser.add_argument("--scale", choices=list(demo.SCALE_PROJECTS), default="normal")
 
     def handle(self, *args, scale, **options):
         # The demo users' password comes from the environment so it is never on a command line.
