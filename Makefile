@@ -22,6 +22,7 @@ var/secret_key var/admin_password var/demo_password:
 	mkdir -p var
 	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(48 if '$@' == 'var/secret_key' else 12))" > $@
 
+# The workers start once the simulated GitLab answers: the demo's seed queued merge requests for it.
 run: venv var/secret_key var/admin_password var/demo_password
 	@set -euo pipefail; \
 	export SECRET_KEY="$$(cat var/secret_key)" DEBUG="$${DEBUG:-true}"; \
@@ -59,6 +60,7 @@ run: venv var/secret_key var/admin_password var/demo_password
 		export GITLAB_URL="http://127.0.0.1:$$gitlab_port" GITLAB_SIMULATED=true \
 			GITLAB_TOKEN="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
 		$(PY) manage.py simulated_gitlab --port "$$gitlab_port" --portal-url "http://127.0.0.1:$(PORT)" & gitlab=$$!; \
+		$(PY) -c "import socket, time; any(socket.socket().connect_ex(('127.0.0.1', $$gitlab_port)) == 0 or time.sleep(0.25) for _ in range(80))"; \
 		echo "  GitLab:  simulated ($$GITLAB_URL)"; \
 	else \
 		echo "  GitLab:  $$GITLAB_URL"; \
