@@ -1,14 +1,16 @@
-"""A realistic, deterministic delivery history for demos and benchmarks.
+"""A realistic, deterministic delivery history for demos and benchmarks: the runs Jenkins recorded.
 
 Every run is derived from (project slug, build number) alone, so seeding twice, or seeding
-after a partial seed, creates exactly the rows that are missing and changes none that exist.
+after a partial seed, creates exactly the runs that are missing and changes none that exist. Their reports are
+ingested by scanners.demo; what happened around them (deployments, checks, promotions) is replayed through the
+services by simulators.history, which calls `seed` first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -21,22 +23,12 @@ from deliveries.models import (
     Artifact,
     PipelineRun,
     Project,
-    Promotion,
-    PromotionState,
     RunStatus,
     RunTrigger,
     Stage,
     StageStatus,
 )
-from environments.models import (
-    AvailabilityCheck,
-    Deployment,
-    DeploymentKind,
-    DeploymentStatus,
-    Environment,
-    Host,
-    Tier,
-)
+from environments.models import Environment, Host, Tier
 from portal.roles import Role
 from scanners.demo import seed_reports
 
@@ -102,16 +94,26 @@ FEATURE_BRANCHES = ["feature/search-filters", "feature/new-checkout", "fix/sessi
 
 
 @dataclass
+class SeededRuns:
+    """The runs a seed created for a project, in build order, each with its stages."""
+
+    project: Project
+    runs: list[PipelineRun]
+    stages: list[list[Stage]]
+
+
+@dataclass
 class SeedResult:
     projects: int = 0
     runs: int = 0
     deployments: int = 0
+    seeded: list[SeededRuns] = field(default_factory=list)
 
 
 def seed(*, scale: str = "normal", password: str | None = None) -> SeedResult:
     result = SeedResult()
     with transaction.atomic():
-        environments = ensure_environments()
+        ensure_environments()
         ensure_users(password)
         anchor = timezone.now().replace(minute=0, second=0, microsecond=0)
         for demo in SCALE_PROJECTS[scale]:
@@ -127,10 +129,10 @@ def seed(*, scale: str = "normal", password: str | None = None) -> SeedResult:
                 },
             )
             result.projects += int(created)
-            made_runs, made_deployments = seed_runs(project, demo, environments)
-            result.runs += made_runs
-            result.deployments += made_deployments
-        seed_checks(environments)
+            seeded = seed_runs(project, demo)
+            result.runs += len(seeded.runs)
+            if seeded.runs:
+                result.seeded.append(seeded)
     return result
 
 
@@ -181,11 +183,11 @@ def ensure_users(password: str | None) -> None:
             user.save(update_fields=["is_staff"])
 
 
-def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Environment]) -> tuple[int, int]:
+def seed_runs(project: Project, demo: DemoProject) -> SeededRuns:
     existing = set(PipelineRun.objects.filter(project=project).values_list("build_number", flat=True))
     missing = [number for number in range(1, demo.runs + 1) if number not in existing]
     if not missing:
-        return 0, 0
+        return SeededRuns(project, [], [])
     window_start = project.created_at
     step = timedelta(days=demo.days) / (demo.runs + 1)
     runs, stages, artifacts, plans = [], [], [], []
@@ -207,11 +209,9 @@ def seed_runs(project: Project, demo: DemoProject, environments: dict[str, Envir
             artifacts.extend(image_artifacts(project, run))
     Stage.objects.bulk_create(stage_rows, batch_size=2000)
     Artifact.objects.bulk_create(artifacts, batch_size=2000)
-    deployments = seed_deployments(project, runs, stages, environments)
-    seed_promotions(project, runs)
-    # what the security, performance and attack pages show; needs the production deployments made above
+    # what the security, performance and attack pages show
     seed_reports(project=project, runs=runs, scale=demo.scale)
-    return len(runs), deployments
+    return SeededRuns(project, runs, stages)
 
 
 def plan_run(project: Project, number: int, created_at, rng: random.Random):
@@ -306,126 +306,3 @@ def image_artifacts(project: Project, run: PipelineRun) -> list[Artifact]:
             )
         )
     return items
-
-
-def seed_deployments(project, runs, stages, environments) -> int:
-    """Successful deploy stages become deployments; one production deployment fails and is rolled back."""
-    made = 0
-    previous = {name: Deployment.objects.filter(project=project, environment=env).first()
-                for name, env in environments.items()}
-    for run, run_stages in zip(runs, stages, strict=True):
-        by_name = {stage.name: stage for stage in run_stages}
-        targets = []
-        if run.branch not in (project.dev_branch, project.release_branch):
-            build = by_name["Push images"]
-            if build.status == StageStatus.SUCCESS:
-                targets.append(("dev", build, DeploymentStatus.SUCCESS))
-        staging = by_name["Deploy staging"]
-        if staging.status in (StageStatus.SUCCESS, StageStatus.FAILED) and run.branch != project.release_branch:
-            targets.append(("staging", staging, DeploymentStatus(staging.status)))
-        production = by_name.get("Deploy production")
-        if production and production.status in (StageStatus.SUCCESS, StageStatus.FAILED):
-            targets.append(("production", production, DeploymentStatus(production.status)))
-        for env_name, stage, status in targets:
-            deployment = Deployment.objects.create(
-                project=project,
-                environment=environments[env_name],
-                source_run=run,
-                image_digests=[a.digest for a in image_artifacts(project, run)],
-                kind=DeploymentKind.DEPLOY,
-                status=status,
-                deployed_by_label="jenkins",
-                replaced=previous[env_name],
-                started_at=stage.started_at,
-                finished_at=stage.finished_at,
-                step_log=f"pull {project.slug} {run.commit_sha[:8]}\nstart new container\nprobe /healthz\nswitch\n",
-            )
-            deployment.artifacts.set(Artifact.objects.filter(run_id=run.pk))
-            made += 1
-            if status == DeploymentStatus.FAILED and env_name == "production" and previous[env_name]:
-                made += int(rollback(deployment, previous[env_name]))
-            elif status == DeploymentStatus.SUCCESS:
-                previous[env_name] = deployment
-    return made
-
-
-def rollback(failed: Deployment, good: Deployment) -> bool:
-    failed.status = DeploymentStatus.ROLLED_BACK
-    failed.step_log += "health check failed: rolling back\n"
-    failed.save(update_fields=["status", "step_log"])
-    restored = Deployment.objects.create(
-        project=failed.project,
-        environment=failed.environment,
-        source_run=good.source_run,
-        image_digests=good.image_digests,
-        kind=DeploymentKind.ROLLBACK,
-        status=DeploymentStatus.SUCCESS,
-        deployed_by_label="olga.ops",
-        replaced=failed,
-        started_at=failed.finished_at + timedelta(minutes=4),
-        finished_at=failed.finished_at + timedelta(minutes=6),
-        step_log=f"rollback to {good.source_run.commit_sha[:8] if good.source_run else 'previous'}\n",
-    )
-    restored.artifacts.set(good.artifacts.all())
-    return True
-
-
-def seed_promotions(project: Project, runs: list[PipelineRun]) -> None:
-    """Every master run was a promotion of the newest green dev run before it, asked by a developer and approved by
-    a tech lead. (The newest green dev run after the last master run is requested by promotions.demo, for real.)"""
-    User = get_user_model()
-    developer, techlead = User.objects.get(username="dana.dev"), User.objects.get(username="tom.lead")
-    dev_runs = [r for r in runs if r.branch == project.dev_branch and r.status == RunStatus.SUCCESS]
-    master_runs = [r for r in runs if r.branch == project.release_branch]
-    production = {
-        d.source_run_id: d
-        for d in Deployment.objects.filter(source_run__in=master_runs, environment__tier=Tier.PRODUCTION,
-                                           kind=DeploymentKind.DEPLOY)
-    }
-    promotions = []
-    for master in master_runs:
-        source = next((r for r in reversed(dev_runs) if r.finished_at <= master.created_at), None)
-        if source is None:
-            continue
-        deployment = production.get(master.pk)
-        if deployment is None:
-            state = PromotionState.FAILED if master.status != RunStatus.SUCCESS else PromotionState.MERGED
-        else:
-            state = PromotionState.RELEASED if deployment.status == DeploymentStatus.SUCCESS else PromotionState.FAILED
-        promotions.append(Promotion(
-            project=project, source_run=source, state=state, requested_by=developer, approved_by=techlead,
-            mr_iid=master.build_number, mr_url=f"https://gitlab.example.com/{project.gitlab_project_path}"
-            f"/-/merge_requests/{master.build_number}",
-            master_run=master, production_deployment=deployment,
-            gate_snapshot={"passed": True, "conditions": []},
-            created_at=source.finished_at + timedelta(minutes=5),
-        ))
-    Promotion.objects.bulk_create(promotions)
-
-
-def seed_checks(environments: dict[str, Environment]) -> None:
-    """A short health history of every project deployed in each environment, the newest healthy; made once. (The
-    demo's hosts do not exist: once the worker runs, the schedule's real checks of them fail, as they would.)"""
-    for order, environment in enumerate(environments.values()):
-        if environment.checks.exists():
-            continue
-        now = timezone.now().replace(second=0, microsecond=0)
-        rows = []
-        serving = Deployment.objects.current_per_environment().filter(environment=environment)
-        for deployment in serving.select_related("project"):
-            for minutes in range(0, 120, 10):
-                failing = environment.tier == Tier.PRODUCTION and minutes == 60
-                rows.append(
-                    AvailabilityCheck(
-                        environment=environment,
-                        project_id=deployment.project_id,
-                        deployment=deployment,
-                        url=environment.health_url_for(deployment.project),
-                        status_code=502 if failing else 200,
-                        latency_ms=40.0 + order * 7 + (minutes % 30),
-                        ok=not failing,
-                        error="HTTP 502 Bad Gateway" if failing else "",
-                        checked_at=now - timedelta(minutes=minutes),
-                    )
-                )
-        AvailabilityCheck.objects.bulk_create(rows)

@@ -71,7 +71,7 @@ def evidence(run: PipelineRun) -> gates.Evidence:
     """What the run proved, compared with what production runs now. A fixed number of queries."""
     production = environment_selectors.production_run(run.project_id)
     parsed = set(Report.objects.filter(run=run, status=ReportStatus.PARSED).values_list("kind", flat=True))
-    found = gates.Evidence()
+    found = gates.Evidence(first_release=production is None)
     found.has_trivy = ReportKind.TRIVY in parsed
     if found.has_trivy:
         findings = scanner_selectors.with_production_flag(

@@ -369,6 +369,27 @@ class SimulatedGitLab:
                 "source_branch": source_branch, "target_branch": target_branch,
                 "title": title or f"Merge {source_branch} into {target_branch}", "description": description})
 
+    def restore_merge_request(self, project: str | int, *, iid: int, title: str, source_branch: str,
+                              target_branch: str, sha: str, author: str, created_at: datetime,
+                              merge_commit_sha: str = "", merged_at: datetime | None = None) -> MergeRequest:
+        """An MR this GitLab held before it started (merged when `merge_commit_sha` is given, else open): what a
+        restarted imitation keeps of the past. No hook is sent; later MRs are numbered after it."""
+        with self.lock:
+            target = self.project(project)
+            user = self.user(author)
+            mr = MergeRequest(
+                id=self.next_mr_id, iid=iid, project=target, title=title, description="", author=user,
+                source_branch=source_branch, target_branch=target_branch, sha=sha,
+                base_sha=target.branches.get(target_branch, ZERO_SHA), created_at=created_at,
+                updated_at=merged_at or created_at, state="merged" if merge_commit_sha else "opened",
+                merge_commit_sha=merge_commit_sha or None, merged_by=user if merge_commit_sha else None,
+                merged_at=merged_at if merge_commit_sha else None,
+            )
+            self.next_mr_id += 1
+            target.next_iid = max(target.next_iid, iid + 1)
+            target.merge_requests[iid] = mr
+            return mr
+
     def set_conflict(self, project: str | int, iid: int, conflict: bool = True) -> None:
         with self.lock:
             mr = self.merge_request(project, iid)

@@ -26,7 +26,8 @@ def test_it_builds_a_living_history():
     assert Stage.objects.filter(run__status=RunStatus.SUCCESS).count() >= 10 * runs.filter(status="success").count()
     assert Artifact.objects.count() >= runs.count()
     assert Deployment.objects.filter(environment__slug="production").exists()
-    assert Deployment.objects.filter(kind=DeploymentKind.ROLLBACK).count() == 1
+    # only the portal's deployer rolls back, on a Docker host the demo does not have
+    assert not Deployment.objects.filter(kind=DeploymentKind.ROLLBACK).exists()
     assert Promotion.objects.filter(state="released").count() >= 10
     assert Promotion.objects.filter(state="requested").exists()
 
@@ -72,13 +73,12 @@ def test_its_history_links_to_no_jenkins_that_does_not_exist():
 def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
     from deliveries.models import AuditEvent
     from promotions import services
+    from promotions.demo import SUPERSEDED
 
     call_command("seed_demo")
-    made = list(Promotion.objects.filter(state__in=["requested", "rejected"])
-                .select_related("source_run__project", "requested_by", "decided_by"))
+    made = list(Promotion.objects.filter(state="requested").select_related("source_run__project")) + list(
+        Promotion.objects.filter(decision_comment=SUPERSEDED).select_related("source_run__project"))
     assert {p.state for p in made} == {"requested", "rejected"}
-    assert [p.decision_comment for p in made if p.state == "rejected"] == [
-        "Superseded by a newer green run of dev: promote that one instead."]
     for promotion in made:
         fresh = services.evaluate_gate(promotion.source_run)  # the gate evaluation made it, not the seed
         assert promotion.gate_snapshot == {**fresh, "evaluated_at": promotion.gate_snapshot["evaluated_at"]}
@@ -88,6 +88,63 @@ def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
         if promotion.state == "rejected":
             expected.append(("promotion.rejected", "tom.lead"))
         assert trail == expected
+
+
+def test_its_past_promotions_went_through_gitlab_and_released_what_was_approved():
+    from deliveries.models import AuditEvent, Waiver
+
+    call_command("seed_demo")
+    released = list(Promotion.objects.filter(state="released")
+                    .select_related("source_run", "master_run", "production_deployment", "approved_by"))
+    assert len(released) >= 10
+    for promotion in released:
+        trail = [(event.action, event.actor.username if event.actor else event.actor_label) for event in
+                 AuditEvent.objects.filter(target_type="promotion", target_id=str(promotion.pk)).order_by("id")]
+        assert trail[:2] == [("promotion.requested", "dana.dev"), ("promotion.mr_opened", "portal")]
+        assert ("promotion.approved", "tom.lead") in trail and ("promotion.merged", "portal") in trail
+        assert trail[-1] == ("promotion.released", "portal")
+        # the gate was evaluated (not a fabricated pass), the tested sha merged, the merge commit built and deployed
+        assert promotion.gate_snapshot["conditions"] and promotion.decision_gate["passed"]
+        assert promotion.mr_iid and promotion.merge_commit_sha == promotion.master_run.commit_sha
+        assert promotion.production_deployment.source_run == promotion.master_run
+        # each step at its moment in the past, in order (the merge at once on approval)
+        assert (promotion.source_run.finished_at < promotion.created_at < promotion.decided_at
+                <= promotion.merged_at < promotion.master_run.created_at < promotion.released_at)
+    used = {waiver["id"] for p in released for waiver in p.decision_gate["waivers_used"]}
+    assert used and used <= set(Waiver.objects.values_list("pk", flat=True))
+    assert AuditEvent.objects.filter(action="waiver.created", actor__username="tom.lead").count() == (
+        Waiver.objects.count())
+
+
+def test_its_production_runs_only_what_was_approved_and_jenkins_recorded_every_deployment():
+    from deliveries.models import AuditEvent
+
+    call_command("seed_demo")
+    production = Deployment.objects.filter(environment__slug="production").select_related("source_run")
+    assert production.exists()
+    assert not Deployment.objects.exclude(rule_violations=[]).exists()
+    for deployment in production:  # a merge the tech lead approved, built by the release run
+        assert Promotion.objects.filter(merge_commit_sha=deployment.source_run.commit_sha).exclude(
+            approved_by=None).exists()
+    recorded = AuditEvent.objects.filter(action="deployment.recorded").values_list("target_id", flat=True)
+    assert set(recorded) == {str(pk) for pk in Deployment.objects.values_list("pk", flat=True)}
+    # a release run with no approved promotion was stopped by the portal at its production stage
+    refused = Stage.objects.filter(name="Deploy production",
+                                   log_excerpt__contains="deploy-permission/ (HTTP 403): No promotion")
+    assert refused.exists()
+    assert not refused.exclude(run__status=RunStatus.FAILED).exists()
+    assert not production.filter(source_run__stages__in=refused).exists()
+
+
+def test_its_health_history_is_what_jenkins_availability_stage_reported():
+    call_command("seed_demo")
+    checks = AvailabilityCheck.objects.select_related("deployment__source_run")
+    assert checks.count() >= 100
+    assert set(checks.values_list("source", "environment__slug").distinct()) == {("jenkins", "staging")}
+    assert checks.filter(ok=False).exists()
+    for check in checks.filter(ok=True)[:20]:
+        stage = Stage.objects.get(run=check.deployment.source_run, name="Availability test")
+        assert (stage.status, stage.finished_at) == ("success", check.checked_at)
 
 
 def test_the_huge_scale_is_ten_times_the_large_one_over_two_years():

@@ -83,6 +83,20 @@ def test_relative_p95_without_a_production_load_test_fails_but_a_new_label_is_no
         ("failed", "production has no load test to compare with")]
 
 
+def test_a_first_release_compares_its_p95_with_nothing_but_its_error_rate_with_the_limit():
+    evidence = green()
+    evidence.production_labels, evidence.first_release = None, True
+    evidence.labels["cart"] = LabelFigures(900.0, 2.5)
+    rows = [(row["metric"], row["subject"], row["verdict"], row["threshold"], row["detail"])
+            for row in gates.evaluate(DEFAULT, evidence, [], now=NOW)["conditions"]]
+    assert rows[2:6] == [
+        ("p95_ms", "cart", "passed", "not compared", "nothing runs in production yet: nothing to compare with"),
+        ("p95_ms", "home", "passed", "not compared", "nothing runs in production yet: nothing to compare with"),
+        ("error_percent", "cart", "failed", "≤ 1 %", ""),
+        ("error_percent", "home", "passed", "≤ 1 %", ""),
+    ]
+
+
 def test_error_rate_and_availability_and_secrets_and_fixable():
     evidence = green()
     evidence.labels["cart"] = LabelFigures(200.0, 2.5)

@@ -10,7 +10,7 @@ from django_q.models import Schedule
 
 from deliveries.models import AuditEvent, PipelineRun, Promotion, PromotionState, RunStatus
 from environments import deployments
-from environments.models import DeploymentStatus
+from environments.models import Deployment, DeploymentStatus
 from environments.services import record_deployment
 from promotions import services
 from promotions.services import PromotionRefused
@@ -288,3 +288,17 @@ def test_a_master_run_the_portal_cannot_trigger_is_said_and_the_promotion_stays_
     assert (promotion.state, promotion.master_run) == (PromotionState.MERGED, None)
     assert promotion.state_reason == ("Master run not triggered: Jenkins is not configured (JENKINS_URL is empty): "
                                       "the portal cannot start runs.")
+
+
+def test_a_first_release_is_judged_without_production_to_compare_with(world):
+    Deployment.objects.filter(environment=world.production).delete()  # nothing of the project in production yet
+    judged = services.evaluate_gate(world.green_run(latencies={"home": 900, "cart": 2000}))
+    p95 = [(row["subject"], row["verdict"], row["detail"]) for row in judged["conditions"] if row["metric"] == "p95_ms"]
+    assert p95 == [("cart", "passed", "nothing runs in production yet: nothing to compare with"),
+                   ("home", "passed", "nothing runs in production yet: nothing to compare with")]
+    assert judged["passed"]
+    # with something in production but no load test of it, the comparison is missing evidence: it fails
+    DeploymentFactory(source_run=world.run(branch="master"), environment=world.production)
+    judged = services.evaluate_gate(world.green_run())
+    assert [(row["verdict"], row["detail"]) for row in judged["conditions"] if row["metric"] == "p95_ms"] == [
+        ("failed", "production has no load test to compare with")]

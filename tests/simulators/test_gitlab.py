@@ -383,6 +383,38 @@ def test_the_demo_serves_the_portal_s_projects_at_the_commits_of_their_latest_ru
         assert shop.gitlab_webhook_secret_matches(hook.token)
 
 
+@pytest.mark.django_db
+def test_the_demo_keeps_the_merge_requests_of_the_portal_s_promotions_and_numbers_new_ones_after(tmp_path):
+    from datetime import UTC, datetime
+
+    from deliveries.management.commands.simulated_gitlab import simulated_gitlab, webhook_secrets
+    from deliveries.models import Promotion, PromotionState
+    from tests.factories import ProjectFactory, RunFactory, UserFactory
+
+    shop = ProjectFactory(slug="shop", gitlab_project_path="delivery/shop")
+    dana = UserFactory()
+    merged_run, rejected_run, reused_run = (RunFactory(project=shop, branch="dev", commit_sha=c * 40) for c in "123")
+    at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    Promotion.objects.create(project=shop, source_run=merged_run, requested_by=dana, state=PromotionState.RELEASED,
+                             mr_iid=1, merge_commit_sha="9" * 40, merged_at=at, created_at=at)
+    Promotion.objects.create(project=shop, source_run=rejected_run, requested_by=dana, state=PromotionState.REJECTED,
+                             mr_iid=2, created_at=at)
+    Promotion.objects.create(project=shop, source_run=reused_run, requested_by=dana, state=PromotionState.REJECTED,
+                             mr_iid=2, created_at=at)  # the same open MR, reused by the next request
+    secrets = webhook_secrets([shop], tmp_path / "secrets.json")
+    with simulated_gitlab([shop], token=BOT, portal_url="http://127.0.0.1:9/", secrets=secrets) as demo:
+        project = api(demo).projects.get("delivery/shop")
+        kept = {mr.iid: mr for mr in project.mergerequests.list(state="all", get_all=True)}
+        assert {iid: (mr.state, mr.sha) for iid, mr in kept.items()} == {
+            1: ("merged", merged_run.commit_sha), 2: ("opened", reused_run.commit_sha)}
+        assert kept[1].merge_commit_sha == "9" * 40 and kept[1].title.startswith("Promote ")
+        with pytest.raises(gitlab.GitlabCreateError):  # GitLab keeps one open MR per pair of branches
+            project.mergerequests.create({"source_branch": "dev", "target_branch": "master", "title": "t"})
+        project.mergerequests.get(2).manager.update(2, {"state_event": "close"})
+        assert project.mergerequests.create({"source_branch": "dev", "target_branch": "master",
+                                             "title": "t"}).iid == 3
+
+
 @pytest.mark.django_db(transaction=True)  # the imitation reads the runs from its own threads
 def test_the_demo_s_dev_branch_follows_the_runs_built_after_its_start(tmp_path):
     from deliveries.management.commands.simulated_gitlab import simulated_gitlab, webhook_secrets

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from deliveries import demo
 from deliveries.models import Project
 from promotions.demo import request_waiting_promotions
+from simulators import history
 
 
 class Command(BaseCommand):
@@ -16,7 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, scale, **options):
         # The demo users' password comes from the environment so it is never on a command line.
-        result = demo.seed(scale=scale, password=os.environ.get("DEMO_PASSWORD") or None)
+        result = history.seed(scale=scale, password=os.environ.get("DEMO_PASSWORD") or None)
         slugs = [seeded.slug for seeded in demo.NORMAL_PROJECTS + (demo.LARGE_PROJECTS if scale == "large" else [])]
         waiting = request_waiting_promotions(projects=list(Project.objects.filter(slug__in=slugs).order_by("slug")))
         self.stdout.write(

@@ -18,7 +18,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from deliveries import gitlab_hooks
-from deliveries.models import PipelineRun, Project
+from deliveries.models import PipelineRun, Project, Promotion
+from promotions.services import mr_title
 from simulators import kept_secrets, serve_until_stopped
 from simulators.gitlab import SimulatedGitLab
 
@@ -67,7 +68,27 @@ def simulated_gitlab(projects, *, token: str, portal_url: str, secrets: dict[str
                            token=secrets[project.slug])
         simulated.follow(project.gitlab_project_path, project.dev_branch,
                          partial(built_last, project, project.dev_branch))
+        restore_merge_requests(simulated, project)
     return simulated
+
+
+def restore_merge_requests(simulated: SimulatedGitLab, project: Project) -> None:
+    """The merge requests the portal's promotions link to (the demo history's): kept, so that the API knows them by
+    their numbers and new ones are numbered after them. One MR serves every promotion that reused it; it is merged
+    if one of them merged it."""
+    merge_requests: dict[int, dict] = {}
+    promotions = (Promotion.objects.filter(project=project, mr_iid__isnull=False)
+                  .select_related("source_run__project").order_by("created_at", "pk"))
+    for promotion in promotions:
+        kept = merge_requests.setdefault(promotion.mr_iid, {
+            "title": mr_title(promotion),
+            "created_at": promotion.created_at, "merge_commit_sha": "", "merged_at": None})
+        kept["sha"] = promotion.source_run.commit_sha
+        if promotion.merge_commit_sha:
+            kept.update(merge_commit_sha=promotion.merge_commit_sha, merged_at=promotion.merged_at)
+    for iid, kept in merge_requests.items():
+        simulated.restore_merge_request(project.gitlab_project_path, iid=iid, source_branch=project.dev_branch,
+                                        target_branch=project.release_branch, author=PORTAL_USER, **kept)
 
 
 def latest_commit(project: Project, branch: str) -> str | None:
