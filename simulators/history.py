@@ -5,7 +5,8 @@ in time order, what happened around them, each through the service its real auth
 
 - Jenkins' deployment callbacks: `record_run_deployment`, then the deploy rules the API checks
   (`flag_rule_violations`), for dev (feature branches), staging and production;
-- Jenkins' "Availability test" stage reporting its check of staging (`record_reported_check`);
+- Jenkins' checks (`record_reported_check`): its "Availability test" stage's of staging, and its "Deploy
+  production" stage's of what production serves once Ansible is done (the Jenkinsfile's portalCheck);
 - before every release run, a promotion: the developer requests the newest green dev run on staging whose gate
   the tech lead can pass; its merge request opens in GitLab (a SimulatedGitLab in this process); the tech lead
   waives the failing vulnerabilities or scenarios, if that is all that fails, and approves (or rejects, saying
@@ -53,6 +54,7 @@ JENKINS = "jenkins (demo history)"
 GITLAB_PORT = int(os.environ.get("GITLAB_SIM_PORT") or 8082)
 REQUEST_BEFORE_RELEASE = timedelta(minutes=50)  # the developer asks this long before the release run starts
 DECIDE_BEFORE_RELEASE = timedelta(minutes=20)
+CHECK_AFTER_DEPLOY = timedelta(seconds=20)  # the production stage's health check, once Ansible is done
 CANDIDATES = 5  # the newest green dev runs a developer looks at before asking
 WAIVER_DAYS = 30
 WAIVER_REASONS = [
@@ -123,7 +125,7 @@ def replay(seeded: demo.SeededRuns, *, environments: dict[str, Environment], git
             if event.kind == "deploy":
                 deployments += deploy(event, environments[event.environment])
             elif event.kind == "check":
-                report_check(event, environments["staging"])
+                report_check(event, environments[event.environment])
             else:
                 promote(event.run, people=people, gitlab=gitlab)
     return deployments
@@ -147,9 +149,13 @@ def events(seeded: demo.SeededRuns) -> list[Event]:
         for environment, stage in targets:
             if stage is not None and stage.status in ran:
                 found.append(Event(stage.finished_at, 0, "deploy", run, stage, environment))
-        check = by_name["Availability test"]
-        if run.branch != project.release_branch and check.status in ran:
-            found.append(Event(check.finished_at, 1, "check", run, check))
+        if run.branch == project.release_branch:  # the production stage checks what serves once Ansible is done
+            stage = by_name.get("Deploy production")
+            if stage is not None and stage.status in ran:
+                found.append(Event(stage.finished_at + CHECK_AFTER_DEPLOY, 1, "check", run, stage, "production"))
+        elif by_name["Availability test"].status in ran:
+            check = by_name["Availability test"]
+            found.append(Event(check.finished_at, 1, "check", run, check, "staging"))
     return found
 
 
@@ -186,14 +192,16 @@ def refused_by_portal(run: PipelineRun, stage: Stage, refusal: str) -> None:
     PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
 
 
-def report_check(event: Event, staging: Environment) -> None:
-    """Jenkins' availability stage reporting what it found on staging."""
-    run, ok = event.run, event.stage.status == StageStatus.SUCCESS
-    rng = random.Random(f"{run.project.slug}:{run.build_number}:check")
+def report_check(event: Event, environment: Environment) -> None:
+    """Jenkins reporting a check (the Jenkinsfile's portalCheck): of staging, its availability stage's verdict; of
+    production, once its deployment is over, what serves there, the new version or the previous one put back."""
+    run = event.run
+    ok = environment.requires_approval or event.stage.status == StageStatus.SUCCESS
+    rng = random.Random(f"{run.project.slug}:{run.build_number}:{environment.slug}:check")
     result = availability.Probe(ok=ok, status_code=200 if ok else 502, latency_ms=round(rng.uniform(35, 140), 1),
                                 error="" if ok else "HTTP 502 Bad Gateway")
-    availability.record_reported_check(project=run.project, environment=staging,
-                                       url=staging.health_url_for(run.project), result=result)
+    availability.record_reported_check(project=run.project, environment=environment,
+                                       url=environment.health_url_for(run.project), result=result)
 
 
 def promote(release: PipelineRun, *, people: dict, gitlab: SimulatedGitLab) -> None:

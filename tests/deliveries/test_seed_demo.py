@@ -136,15 +136,27 @@ def test_its_production_runs_only_what_was_approved_and_jenkins_recorded_every_d
     assert not production.filter(source_run__stages__in=refused).exists()
 
 
-def test_its_health_history_is_what_jenkins_availability_stage_reported():
+def test_its_health_history_is_what_jenkins_reported():
+    from datetime import timedelta
+
+    from deliveries import dora
+
     call_command("seed_demo")
     checks = AvailabilityCheck.objects.select_related("deployment__source_run")
-    assert checks.count() >= 100
-    assert set(checks.values_list("source", "environment__slug").distinct()) == {("jenkins", "staging")}
-    assert checks.filter(ok=False).exists()
-    for check in checks.filter(ok=True)[:20]:
+    assert set(checks.values_list("source", flat=True)) == {"jenkins"}
+    staging = checks.filter(environment__slug="staging")
+    assert staging.count() >= 100 and staging.filter(ok=False).exists()
+    for check in staging.filter(ok=True)[:20]:  # the availability stage's verdict, when it ended
         stage = Stage.objects.get(run=check.deployment.source_run, name="Availability test")
         assert (stage.status, stage.finished_at) == ("success", check.checked_at)
+    # production is checked once each of its deployments is over: after a failed one, the version put back serves
+    for deployment in Deployment.objects.filter(environment__slug="production"):
+        check = checks.get(environment__slug="production", checked_at=deployment.finished_at + timedelta(seconds=20))
+        assert check.ok and check.project == deployment.project
+    failed = Deployment.objects.filter(environment__slug="production", status="failed").select_related("project")
+    assert failed.exists()
+    keys = dora.four_keys(failed[0].project, days=60)
+    assert keys.failed_changes >= 1 and keys.median_time_to_restore == timedelta(seconds=20)
 
 
 def test_the_huge_scale_is_ten_times_the_large_one_over_two_years():

@@ -592,6 +592,8 @@ PIPELINES = {
     "jf-wrongbranch": ("dev", [], "up"),
     "jf-master-refused": ("master", [], "up"),  # the portal refuses the deploy permission (fake_portal.gates)
     "jf-master-down": ("master", [], "down"),
+    # Ansible fails in production (it put the previous containers back), which then answers its health URL
+    "jf-master-broken": ("master", [{"match": r"ansible-playbook \(production\)", "rc": 2}], "up"),
 }
 
 
@@ -612,7 +614,8 @@ def pipeline_runs(fake_portal, closed_port_url, tmp_path_factory):
                     "REGISTRY": "registry.example.com", "IMAGE_NAMESPACE": "shop/web", "PATH": "/usr/bin:/bin",
                     "BUILD_URL": f"https://jenkins.example.com/job/web/job/{branch}/7/",
                     "STAGING_HOST": "staging.example.com", "STAGING_URL": "http://staging.example.com",
-                    "STAGING_HEALTH_URL": "http://staging.example.com/healthz"},
+                    "STAGING_HEALTH_URL": "http://staging.example.com/healthz",
+                    "PRODUCTION_HEALTH_URL": "http://www.example.com/healthz"},
             "params": {"PORTAL_URL": fake_portal.url if portal == "up" else closed_port_url,
                        "BRANCH": "master" if slug == "jf-wrongbranch" else branch, "COMMIT": "", "PORTAL_RUN_ID": "5"},
             "credentials": {"portal-token": TOKEN, "gitlab-registry": {"username": "ci", "password": "registry-pw"},
@@ -682,6 +685,21 @@ def test_a_master_build_deploys_production(pipeline_runs, fake_portal):
                             and r.json["environment"] == "production")
     assert requests.index(gate) < first_production  # asked before anything is deployed
     assert any("allowed by promotion 12 (merged), approved by tom.lead" in m for m in echoes(outcome))
+    # then what production serves is checked and kept with the portal's checks
+    checks = [(r.json["environment"], r.json["url"], r.json["ok"]) for r in requests if r.path == "checks/"]
+    assert checks[-1] == ("production", "http://www.example.com/healthz", True)
+
+
+def test_a_failed_production_deployment_still_reports_what_production_serves(pipeline_runs, fake_portal):
+    outcome = pipeline_runs["jf-master-broken"]
+    assert outcome["returned"] == "FAILURE"
+    failed = [e for e in outcome["events"] if e["step"] == "stage failed" and e["name"] == "Deploy production"]
+    assert failed[0]["error"] == "script returned exit code 2"  # Ansible's failure, not the check's
+    requests = fake_portal.for_slug("jf-master-broken")
+    deployments = [(r.json["environment"], r.json["status"]) for r in requests if r.path.endswith("deployments/")]
+    assert deployments[-1] == ("production", "failed")
+    checks = [(r.json["environment"], r.json["ok"]) for r in requests if r.path == "checks/"]
+    assert checks[-1] == ("production", True)  # the previous version, put back, answers: restored
 
 
 @pytest.mark.parametrize("slug, reason", [
@@ -698,6 +716,7 @@ def test_a_master_build_deploys_nothing_to_production_without_the_portals_permis
     assert failed[0]["error"] == reason
     ansible = [e["label"] for e in outcome["events"] if (e.get("label") or "").startswith("ansible-playbook")]
     assert ansible == ["ansible-playbook (staging)"]
+    assert "production" not in [r.json["environment"] for r in fake_portal.for_slug(slug) if r.path == "checks/"]
     if slug == "jf-master-refused":
         assert stage_reports(fake_portal, slug)[-2:] == [(11, "running"), (11, "failed")]
         assert [r.json["environment"] for r in fake_portal.for_slug(slug) if r.path.endswith("deployments/")] == [
