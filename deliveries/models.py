@@ -4,11 +4,11 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.formats import moment
+from portal.newest import newest_per_key
 
 
 class Project(models.Model):
@@ -147,28 +147,11 @@ def run_label(*, build_number: int | None, pk: int) -> str:
     return f"#{build_number}" if build_number is not None else f"run {pk}"
 
 
-# The id of the newest run of every (project, branch), by a loose index scan: for each project, "the first branch
-# after this one" and "the highest id on this branch" are each one probe of run_project_branch_id, so the cost
-# follows the number of branches, not of runs (a GROUP BY reads every run of the history). PostgreSQL and SQLite
-# both run it.
-NEWEST_RUN_PER_BRANCH_SQL = """
-WITH RECURSIVE branches(project_id, branch) AS (
-    SELECT p.id, (SELECT MIN(r.branch) FROM deliveries_pipelinerun r WHERE r.project_id = p.id)
-    FROM deliveries_project p
-    UNION ALL
-    SELECT b.project_id, (SELECT MIN(r.branch) FROM deliveries_pipelinerun r
-                          WHERE r.project_id = b.project_id AND r.branch > b.branch)
-    FROM branches b WHERE b.branch IS NOT NULL
-)
-SELECT (SELECT MAX(r.id) FROM deliveries_pipelinerun r WHERE r.project_id = b.project_id AND r.branch = b.branch)
-FROM branches b WHERE b.branch IS NOT NULL
-"""
-
-
 class PipelineRunQuerySet(models.QuerySet):
     def latest_per_branch(self):
-        """The newest run (highest id) of every (project, branch); filter it afterwards (by project, say)."""
-        return self.filter(id__in=RawSQL(NEWEST_RUN_PER_BRANCH_SQL, []))  # noqa: S611 - constant SQL
+        """The newest run (highest id) of every (project, branch), one index probe per branch (run_project_branch_id);
+        filter it afterwards (by project, say)."""
+        return self.filter(id__in=newest_per_key(PipelineRun, "branch"))
 
 
 class PipelineRun(models.Model):
@@ -209,7 +192,7 @@ class PipelineRun(models.Model):
         indexes = [
             models.Index(fields=["project", "-created_at"], name="run_project_created"),
             models.Index(fields=["project", "branch", "-created_at"], name="run_project_branch_created"),
-            # the branches of a project and the newest run of each (NEWEST_RUN_PER_BRANCH_SQL)
+            # the branches of a project and the newest run of each (latest_per_branch)
             models.Index(fields=["project", "branch", "-id"], name="run_project_branch_id"),
             models.Index(fields=["-started_at"], name="run_started"),
             models.Index(fields=["-created_at"], name="run_created"),

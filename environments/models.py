@@ -2,12 +2,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
-from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
 from environments.aws import template_names
 from portal.formats import moment
+from portal.newest import newest_per_key
 
 
 class Tier(models.TextChoices):
@@ -148,19 +148,12 @@ class DeploymentStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
-NEWEST_SUCCESSFUL_DEPLOYMENT_SQL = """
-SELECT (SELECT MAX(d.id) FROM environments_deployment d
-        WHERE d.project_id = p.id AND d.environment_id = e.id AND d.status = %s)
-FROM deliveries_project p CROSS JOIN environments_environment e
-"""
-
-
 class DeploymentQuerySet(models.QuerySet):
     def current_per_environment(self):
         """The newest successful deployment (highest id) of every (project, environment): what runs there now.
-        Filter it afterwards (by project or environment): the pairs come from the projects and environments, each
-        found by one probe of deploy_current, so the cost follows their number, not the deployment history."""
-        newest = RawSQL(NEWEST_SUCCESSFUL_DEPLOYMENT_SQL, [DeploymentStatus.SUCCESS])  # noqa: S611 - constant SQL
+        One index probe per pair (deploy_current), whatever the history's length; filter it afterwards (by project
+        or environment)."""
+        newest = newest_per_key(Deployment, "environment", where="r.status = %s", params=(DeploymentStatus.SUCCESS,))
         return self.filter(id__in=newest)
 
 
@@ -204,8 +197,10 @@ class Deployment(models.Model):
         indexes = [
             models.Index(fields=["project", "environment", "-started_at"], name="deploy_project_env_started"),
             models.Index(fields=["environment", "-started_at"], name="deploy_env_started"),
-            # what runs where (NEWEST_SUCCESSFUL_DEPLOYMENT_SQL): one probe per (project, environment)
-            models.Index(fields=["project", "environment", "status", "-id"], name="deploy_current"),
+            # what runs where (current_per_environment): one probe per (project, environment)
+            models.Index(fields=["project", "status", "environment", "-id"], name="deploy_current"),
+            # DORA's window: deployments that finished in it (or never did), not every one started before its end
+            models.Index(fields=["project", "environment", "finished_at"], name="deploy_project_env_finished"),
         ]
 
     def __str__(self):
