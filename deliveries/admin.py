@@ -161,7 +161,7 @@ class ArtifactInline(admin.TabularInline):
 @admin.register(PipelineRun)
 class PipelineRunAdmin(GarbageTolerantChangeList, admin.ModelAdmin):
     list_display = ["__str__", "project", "branch", "short_sha", "status", "trigger", "started_at", "finished_at"]
-    # each read through an index (run_status, ...). Dates by a filter, not a date hierarchy: the hierarchy lists
+    # each read through an index (run_status_created, ...). Dates by a filter, not a date hierarchy: the hierarchy lists
     # the months (or years) that hold runs, a DISTINCT over the whole table on every page.
     list_filter = ["status", "trigger", "project", "branch", "created_at"]
     search_fields = ["commit_sha", "commit_title", "commit_author", "build_number"]

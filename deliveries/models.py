@@ -196,7 +196,8 @@ class PipelineRun(models.Model):
             models.Index(fields=["project", "branch", "-id"], name="run_project_branch_id"),
             models.Index(fields=["-started_at"], name="run_started"),
             models.Index(fields=["-created_at"], name="run_created"),
-            models.Index(fields=["status"], name="run_status"),
+            # newest first within a status: the admin's filter, and the newest green runs a deploy may pick
+            models.Index(fields=["status", "-created_at"], name="run_status_created"),
             # the admin's filters of runs (its list of branches too), newest first
             models.Index(fields=["trigger", "-created_at"], name="run_trigger_created"),
             models.Index(fields=["branch", "-created_at"], name="run_branch_created"),

@@ -201,6 +201,9 @@ class Deployment(models.Model):
             models.Index(fields=["project", "status", "environment", "-id"], name="deploy_current"),
             # DORA's window: deployments that finished in it (or never did), not every one started before its end
             models.Index(fields=["project", "environment", "finished_at"], name="deploy_project_env_finished"),
+            # the home page's newest rule-breaking deployments: few among many, so an index of those only
+            models.Index(fields=["-started_at", "-id"], condition=~models.Q(rule_violations=[]),
+                         name="deploy_rule_breaking"),
         ]
 
     def __str__(self):

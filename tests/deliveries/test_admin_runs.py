@@ -53,7 +53,7 @@ def plan(queryset) -> str:
 
 @pytest.mark.parametrize(
     ("lookup", "index"),
-    [({"status": "success"}, "run_status"), ({"trigger": "manual"}, "run_trigger_created"),
+    [({"status": "success"}, "run_status_created"), ({"trigger": "manual"}, "run_trigger_created"),
      ({"branch": "main"}, "run_branch_created"), ({"project_id": 1}, "run_project_created")],
 )
 def test_each_filter_of_the_list_reads_an_index(lookup, index):
@@ -61,9 +61,9 @@ def test_each_filter_of_the_list_reads_an_index(lookup, index):
 
 
 def test_the_list_of_branches_reads_an_index():
-    # the admin's own query for the choices; either index holding the branch serves it
+    # the admin's own query for the choices; any index holding the branch serves it
     choices = PipelineRun.objects.distinct().order_by("branch").values_list("branch", flat=True)
-    assert "branch_created" in plan(choices)
+    assert any(index in plan(choices) for index in ("run_branch_created", "run_project_branch"))
 
 
 def test_its_query_count_does_not_grow_with_the_runs(admin_client):

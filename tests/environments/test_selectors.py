@@ -108,3 +108,14 @@ def test_what_runs_where_is_read_from_an_index_pair_by_pair(environments):
     assert "deploy_current" in plan
     assert "Group Key: u0" not in plan  # PostgreSQL's GROUP BY over every deployment
     assert not [line for line in plan.splitlines() if " SCAN " in f" {line} " and "deploy_" in line]  # SQLite's
+
+
+def test_the_newest_rule_breaking_deployments_are_read_from_an_index_of_those_only(environments):
+    DeploymentFactory(environment=environments[1], rule_violations=["no approved promotion"])
+    DeploymentFactory(environment=environments[1])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        plan = selectors.rule_breaking_deployments().explain()
+    assert "deploy_rule_breaking" in plan
+    assert [d.rule_violations for d in selectors.rule_breaking_deployments()] == [["no approved promotion"]]
