@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.models import PipelineRun, Promotion, RunStatus, Stage, StageStatus
-from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Tier
+from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Environment, Tier
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -150,17 +150,23 @@ def rate_band(percent: float | None) -> str | None:
 
 
 def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKeys:
-    """The four keys of a project over the last `days` days, in a fixed number of queries."""
+    """The four keys of a project over the last `days` days, in a fixed number of queries, each reading the window's
+    rows only."""
     end = now or timezone.now()
     start = end - timedelta(days=days)
-    production = list(
-        Deployment.objects.filter(project=project, environment__tier=Tier.PRODUCTION, started_at__lt=end)
-        .filter(Q(finished_at__gte=start - WEEK) | Q(finished_at__isnull=True))
+    deployments = (
+        Deployment.objects.filter(project=project, started_at__lt=end,
+                                  environment__in=Environment.objects.filter(tier=Tier.PRODUCTION))
         .select_related("source_run")
         .only("pk", "kind", "status", "started_at", "finished_at", "replaced_id", "source_run__created_at",
               "source_run__committed_at")
         .order_by("started_at", "id")
     )
+    # Those finished since a week before the window, and those never finished (a rollback under way counts): two
+    # reads of deploy_project_env_finished, each where it starts. One OR of both made either database read every
+    # production deployment of the project, back to the start of its history.
+    production = sorted([*deployments.filter(finished_at__gte=start - WEEK), *deployments.filter(finished_at=None)],
+                        key=lambda d: (d.started_at, d.pk))
     checks = list(
         AvailabilityCheck.objects.filter(environment__tier=Tier.PRODUCTION, checked_at__gte=start, checked_at__lt=end)
         # the project's checks; older checks name no project, only (at most) the deployment they probed
