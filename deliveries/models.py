@@ -151,7 +151,7 @@ class PipelineRunQuerySet(models.QuerySet):
     def latest_per_branch(self):
         """The newest run (highest id) of every (project, branch), one index probe per branch (run_project_branch_id);
         filter it afterwards (by project, say)."""
-        return self.filter(id__in=newest_per_key(PipelineRun, "branch"))
+        return self.filter(newest_per_key(PipelineRun, "branch"))
 
 
 class PipelineRun(models.Model):

@@ -154,7 +154,7 @@ class DeploymentQuerySet(models.QuerySet):
         One index probe per pair (deploy_current), whatever the history's length; filter it afterwards (by project
         or environment)."""
         newest = newest_per_key(Deployment, "environment", where="r.status = %s", params=(DeploymentStatus.SUCCESS,))
-        return self.filter(id__in=newest)
+        return self.filter(newest)
 
 
 class Deployment(models.Model):

@@ -10,12 +10,13 @@ old, reads the whole history).
 """
 
 from django.db import connection
+from django.db.models import BooleanField, F, Func
 from django.db.models.expressions import RawSQL
 
 
-def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> RawSQL:
-    """The ids of the newest row (highest id) of every (project, key) of `model`, as a subquery for `id__in`.
-    `key` is a field of `model`; `where` (with `params`) narrows its rows, named `r`: "r.status = %s"."""
+def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> Func:
+    """A filter for `model`: the row is the newest (highest id) of its (project, key). `key` is a field of `model`;
+    `where` (with `params`) narrows the rows that count, named `r`: "r.status = %s"."""
     quote = connection.ops.quote_name
     project_field = model._meta.get_field("project")
     table, project, key = (quote(model._meta.db_table), quote(project_field.column),
@@ -36,4 +37,9 @@ def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> R
         )
         SELECT id FROM newest WHERE id IS NOT NULL
     """  # noqa: S608
-    return RawSQL(sql, (*params, *params))  # noqa: S611 - names from model meta, values as parameters
+    ids = RawSQL(sql, (*params, *params))  # noqa: S611 - names from model meta, values as parameters
+    if connection.vendor == "postgresql":
+        # PostgreSQL guesses hundreds of rows from a recursive query, and may then read the whole table to join
+        # them; an ARRAY is computed first, and its few ids are then looked up by primary key.
+        return Func(F("pk"), ids, arg_joiner=" = ANY(ARRAY", template="%(expressions)s)", output_field=BooleanField())
+    return Func(F("pk"), ids, arg_joiner=" IN ", template="%(expressions)s", output_field=BooleanField())
