@@ -295,8 +295,8 @@ class Artifact(models.Model):
             models.UniqueConstraint(fields=["run", "repository", "tag"], name="artifact_unique_image_per_run"),
         ]
         # images without a digest, which no deploy may pick: PostgreSQL reads this (mostly empty) index instead of
-        # every artifact when it excludes the runs that have one
-        indexes = [models.Index(fields=["run"], condition=models.Q(digest=""), name="artifact_undigested")]
+        # every artifact when it excludes the runs that have one (two columns: not taken for the key's own index)
+        indexes = [models.Index(fields=["run", "digest"], condition=models.Q(digest=""), name="artifact_undigested")]
 
     def __str__(self):
         return f"{self.repository}:{self.tag}"
