@@ -19,12 +19,13 @@ import statistics
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.models import PipelineRun, Promotion, RunStatus, Stage, StageStatus
-from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Tier
+from environments.models import AvailabilityCheck, Deployment, DeploymentKind, DeploymentStatus, Environment, Tier
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -64,6 +65,23 @@ BANDS = {
         ("Low", "one week or more"),
     ],
 }
+
+
+class ProductionDeployment(NamedTuple):
+    """What the four keys read of a production deployment and of the run it deployed: plain values."""
+
+    pk: int
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    replaced_id: int | None
+    source_run_id: int | None
+    source_created_at: datetime | None
+    source_committed_at: datetime | None
+
+    COLUMNS = ("pk", "kind", "status", "started_at", "finished_at", "replaced_id", "source_run_id",
+               "source_run__created_at", "source_run__committed_at")
 
 
 @dataclass
@@ -150,17 +168,22 @@ def rate_band(percent: float | None) -> str | None:
 
 
 def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKeys:
-    """The four keys of a project over the last `days` days, in a fixed number of queries."""
+    """The four keys of a project over the last `days` days, in a fixed number of queries, each reading the window's
+    rows only."""
     end = now or timezone.now()
     start = end - timedelta(days=days)
-    production = list(
-        Deployment.objects.filter(project=project, environment__tier=Tier.PRODUCTION, started_at__lt=end)
-        .filter(Q(finished_at__gte=start - WEEK) | Q(finished_at__isnull=True))
-        .select_related("source_run")
-        .only("pk", "kind", "status", "started_at", "finished_at", "replaced_id", "source_run__created_at",
-              "source_run__committed_at")
+    deployments = (
+        Deployment.objects.filter(project=project, started_at__lt=end,
+                                  environment__in=Environment.objects.filter(tier=Tier.PRODUCTION))
         .order_by("started_at", "id")
+        .values_list(*ProductionDeployment.COLUMNS)
     )
+    # Those finished since a week before the window, and those never finished (a rollback under way counts): two
+    # reads of deploy_project_env_finished, each where it starts. One OR of both made either database read every
+    # production deployment of the project, back to the start of its history.
+    production = sorted(map(ProductionDeployment._make, [*deployments.filter(finished_at__gte=start - WEEK),
+                                                         *deployments.filter(finished_at=None)]),
+                        key=lambda d: (d.started_at, d.pk))
     checks = list(
         AvailabilityCheck.objects.filter(environment__tier=Tier.PRODUCTION, checked_at__gte=start, checked_at__lt=end)
         # the project's checks; older checks name no project, only (at most) the deployment they probed
@@ -217,24 +240,23 @@ def restore_times(production, checks, start, end) -> list[timedelta]:
     return restores
 
 
-def lead_times(project, deployments) -> list[LeadTime]:
+def lead_times(project, deployments: list[ProductionDeployment]) -> list[LeadTime]:
     """Lead time of each successful production deployment, back to the dev run it promoted. Three queries: the
     promotions, the candidate dev runs (plain values), and the build stage of the dev runs chosen."""
-    master_runs = [d.source_run for d in deployments if d.source_run]
-    if not master_runs:
+    deployments = [d for d in deployments if d.source_run_id]  # its master run
+    if not deployments:
         return []
     promotions = list(
-        Promotion.objects.filter(master_run__in=master_runs).order_by("created_at")
+        Promotion.objects.filter(master_run__in={d.source_run_id for d in deployments}).order_by("created_at")
         .values_list("master_run_id", "source_run_id", "decided_at")
     )
     promoted = {master_id: dev_id for master_id, dev_id, _ in promotions}
     approved_at = {master_id: decided_at for master_id, _, decided_at in promotions if decided_at}
     # The promoted dev runs, plus, for master runs no promotion names, the green dev runs before them.
     candidates = Q(pk__in=promoted.values())
-    unpromoted = [run for run in master_runs if run.pk not in promoted]
+    unpromoted = [d.source_created_at for d in deployments if d.source_run_id not in promoted]
     if unpromoted:
-        candidates |= Q(created_at__gte=min(r.created_at for r in unpromoted) - MONTH,
-                        created_at__lte=max(r.created_at for r in unpromoted))
+        candidates |= Q(created_at__gte=min(unpromoted) - MONTH, created_at__lte=max(unpromoted))
     dev_runs = list(
         PipelineRun.objects.filter(candidates, project=project, branch=project.dev_branch, status=RunStatus.SUCCESS,
                                    finished_at__isnull=False)
@@ -244,33 +266,33 @@ def lead_times(project, deployments) -> list[LeadTime]:
     by_id = {run["pk"]: run for run in dev_runs}
     finish_times = [run["finished_at"] for run in dev_runs]
     chosen = {}
-    for master in master_runs:
-        dev = by_id.get(promoted.get(master.pk))
+    for deployment in deployments:
+        dev = by_id.get(promoted.get(deployment.source_run_id))
         if dev is None:  # no promotion recorded: the newest green dev run finished before the master run
-            index = bisect_right(finish_times, master.created_at)
+            index = bisect_right(finish_times, deployment.source_created_at)
             dev = dev_runs[index - 1] if index else None
-        chosen[master.pk] = dev
+        chosen[deployment.source_run_id] = dev
     pushed = dict(
         Stage.objects.filter(run_id__in=[dev["pk"] for dev in chosen.values() if dev], name=BUILD_STAGE,
                              status=StageStatus.SUCCESS, finished_at__isnull=False)
         .values_list("run_id", "finished_at")
     )
-    return [lead_time(d, d.source_run, chosen[d.source_run.pk], pushed, approved_at.get(d.source_run.pk))
-            for d in deployments if d.source_run]
+    return [lead_time(d, chosen[d.source_run_id], pushed, approved_at.get(d.source_run_id)) for d in deployments]
 
 
-def lead_time(deployment, master: PipelineRun, dev: dict | None, pushed: dict, approved_at=None) -> LeadTime:
+def lead_time(deployment: ProductionDeployment, dev: dict | None, pushed: dict, approved_at=None) -> LeadTime:
     """Commit -> images pushed (build) -> dev run finished (staging tests) -> approval (waiting: for the request,
     then for a tech lead) -> production deployment finished (merge, master run, deploy). With no promotion, the
     master run's start stands for the approval."""
-    production_pipeline = deployment.finished_at - master.created_at
+    master_created_at = deployment.source_created_at
+    production_pipeline = deployment.finished_at - master_created_at
     if dev is None:
-        first = master.committed_at or master.created_at
+        first = deployment.source_committed_at or master_created_at
         return LeadTime(deployment.pk, deployment.finished_at - first, None, None, None, production_pipeline,
                         deployment.finished_at)
     committed = dev["committed_at"] or dev["created_at"]
     images_pushed = pushed.get(dev["pk"]) or dev["finished_at"]
-    approved = max(approved_at or master.created_at, dev["finished_at"])
+    approved = max(approved_at or master_created_at, dev["finished_at"])
     return LeadTime(
         deployment_id=deployment.pk,
         total=deployment.finished_at - committed,

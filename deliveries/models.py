@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.formats import moment
+from portal.newest import newest_per_key
 
 
 class Project(models.Model):
@@ -148,9 +149,9 @@ def run_label(*, build_number: int | None, pk: int) -> str:
 
 class PipelineRunQuerySet(models.QuerySet):
     def latest_per_branch(self):
-        """The newest run of every (project, branch)."""
-        newest = self.values("project", "branch").annotate(newest_id=models.Max("id")).values("newest_id")
-        return self.filter(id__in=models.Subquery(newest))
+        """The newest run (highest id) of every (project, branch), one index probe per branch (run_project_branch_id);
+        filter it afterwards (by project, say)."""
+        return self.filter(newest_per_key(PipelineRun, "branch"))
 
 
 class PipelineRun(models.Model):
@@ -191,9 +192,12 @@ class PipelineRun(models.Model):
         indexes = [
             models.Index(fields=["project", "-created_at"], name="run_project_created"),
             models.Index(fields=["project", "branch", "-created_at"], name="run_project_branch_created"),
+            # the branches of a project and the newest run of each (latest_per_branch)
+            models.Index(fields=["project", "branch", "-id"], name="run_project_branch_id"),
             models.Index(fields=["-started_at"], name="run_started"),
             models.Index(fields=["-created_at"], name="run_created"),
-            models.Index(fields=["status"], name="run_status"),
+            # newest first within a status: the admin's filter, and the newest green runs a deploy may pick
+            models.Index(fields=["status", "-created_at"], name="run_status_created"),
             # the admin's filters of runs (its list of branches too), newest first
             models.Index(fields=["trigger", "-created_at"], name="run_trigger_created"),
             models.Index(fields=["branch", "-created_at"], name="run_branch_created"),
@@ -290,6 +294,9 @@ class Artifact(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "repository", "tag"], name="artifact_unique_image_per_run"),
         ]
+        # images without a digest, which no deploy may pick: PostgreSQL reads this (mostly empty) index instead of
+        # every artifact when it excludes the runs that have one (two columns: not taken for the key's own index)
+        indexes = [models.Index(fields=["run", "digest"], condition=models.Q(digest=""), name="artifact_undigested")]
 
     def __str__(self):
         return f"{self.repository}:{self.tag}"

@@ -61,8 +61,10 @@ def run_history_stats(runs) -> dict:
 
 
 def project_branches(project) -> list[str]:
-    branches = PipelineRun.objects.filter(project=project).values_list("branch", flat=True)
-    return list(branches.distinct().order_by("branch"))
+    """The branches the project has runs of, by name: one per newest run of a branch, so that the database probes
+    an index once per branch instead of reading every run."""
+    newest = PipelineRun.objects.latest_per_branch().filter(project=project)
+    return list(newest.order_by("branch").values_list("branch", flat=True))
 
 
 def runs_with_details():

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from environments.aws import template_names
 from portal.formats import moment
+from portal.newest import newest_per_key
 
 
 class Tier(models.TextChoices):
@@ -149,14 +150,11 @@ class DeploymentStatus(models.TextChoices):
 
 class DeploymentQuerySet(models.QuerySet):
     def current_per_environment(self):
-        """The newest successful deployment of every (project, environment): what runs there now."""
-        newest = (
-            self.filter(status=DeploymentStatus.SUCCESS)
-            .values("project", "environment")
-            .annotate(newest_id=models.Max("id"))
-            .values("newest_id")
-        )
-        return self.filter(id__in=models.Subquery(newest))
+        """The newest successful deployment (highest id) of every (project, environment): what runs there now.
+        One index probe per pair (deploy_current), whatever the history's length; filter it afterwards (by project
+        or environment)."""
+        newest = newest_per_key(Deployment, "environment", where="r.status = %s", params=(DeploymentStatus.SUCCESS,))
+        return self.filter(newest)
 
 
 class Deployment(models.Model):
@@ -199,6 +197,13 @@ class Deployment(models.Model):
         indexes = [
             models.Index(fields=["project", "environment", "-started_at"], name="deploy_project_env_started"),
             models.Index(fields=["environment", "-started_at"], name="deploy_env_started"),
+            # what runs where (current_per_environment): one probe per (project, environment)
+            models.Index(fields=["project", "status", "environment", "-id"], name="deploy_current"),
+            # DORA's window: deployments that finished in it (or never did), not every one started before its end
+            models.Index(fields=["project", "environment", "finished_at"], name="deploy_project_env_finished"),
+            # the home page's newest rule-breaking deployments: few among many, so an index of those only
+            models.Index(fields=["-started_at", "-id"], condition=~models.Q(rule_violations=[]),
+                         name="deploy_rule_breaking"),
         ]
 
     def __str__(self):

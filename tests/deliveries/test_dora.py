@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from deliveries import dora
@@ -154,3 +155,26 @@ def test_another_projects_failing_checks_do_not_count(project, production):
                                      ok=False, checked_at=NOW - timedelta(days=3))
     keys = dora.four_keys(project, now=NOW)
     assert (keys.failed_changes, keys.restores) == (0, [])
+
+
+def test_the_windows_production_deployments_are_read_from_the_index_at_the_window(project, production):
+    # a long history is not read back to its start: each query seeks (project, environment, finished_at)
+    deploy(project, production, NOW - timedelta(days=1))
+    executed = []
+
+    def keep(execute, sql, params, many, context):
+        executed.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        dora.four_keys(project, days=30, now=NOW)
+    reads = [(sql, params) for sql, params in executed if 'FROM "environments_deployment"' in sql]
+    assert len(reads) == 2  # finished since the window (less a week), and never finished (few by nature)
+    sql, params = reads[0]
+    explain = "EXPLAIN" if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        cursor.execute(f"{explain} {sql}", params)
+        plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+    assert "deploy_project_env_finished" in plan and "finished_at" in plan, plan

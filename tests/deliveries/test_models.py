@@ -1,5 +1,5 @@
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from deliveries.models import AuditEvent, PipelineRun, ProjectToken, Stage
 from environments.models import FreezeWindow
@@ -83,3 +83,34 @@ def test_it_finds_the_latest_run_of_each_branch():
     master = RunFactory(project=project, branch="master")
     other_project_run = RunFactory(branch="dev")
     assert set(PipelineRun.objects.latest_per_branch()) == {newest_dev, master, other_project_run}
+
+
+def test_the_latest_run_of_a_branch_is_found_project_by_project_and_filtered_afterwards():
+    project, other = ProjectFactory(), ProjectFactory()
+    RunFactory(project=project, branch="feature/b")
+    newest_b = RunFactory(project=project, branch="feature/b")
+    a = RunFactory(project=project, branch="feature/a")
+    RunFactory(project=other, branch="feature/a")
+    assert set(PipelineRun.objects.latest_per_branch().filter(project=project)) == {newest_b, a}
+
+
+def test_the_branches_of_a_project_are_listed_once_each_by_name():
+    from deliveries.selectors import project_branches
+
+    project = ProjectFactory()
+    for branch in ("master", "dev", "feature/x", "dev", "master"):
+        RunFactory(project=project, branch=branch)
+    RunFactory(branch="elsewhere")
+    assert project_branches(project) == ["dev", "feature/x", "master"]
+
+
+def test_the_latest_run_per_branch_is_read_from_an_index_branch_by_branch():
+    # a loose index scan: one probe per branch, whatever the number of runs (no GROUP BY over the history)
+    RunFactory(branch="dev")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        plan = PipelineRun.objects.latest_per_branch().explain()
+    assert "run_project_branch_id" in plan
+    assert "Group Key: u0" not in plan  # PostgreSQL's GROUP BY over every run
+    assert not [line for line in plan.splitlines() if " SCAN " in f" {line} " and "run_" in line]  # SQLite's

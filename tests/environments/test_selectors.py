@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from environments import selectors
-from environments.models import AvailabilityCheck, FreezeWindow
+from environments.models import AvailabilityCheck, Deployment, FreezeWindow
 from tests.factories import DeploymentFactory, EnvironmentFactory, ProjectFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +86,52 @@ def test_it_finds_the_freeze_window_in_force(environments):
     assert selectors.active_freeze(environment_id=production.pk, at=NOW + timedelta(hours=2)) is None
     assert selectors.active_freeze(environment_id=production.pk, at=NOW + timedelta(hours=1)) is None
     assert selectors.active_freeze(environment_id=staging.pk, at=NOW) is None
+
+
+def test_what_runs_where_is_the_newest_successful_deployment_of_each_project_and_environment(environments):
+    staging, production = environments
+    project, other = ProjectFactory(), ProjectFactory()
+    old = DeploymentFactory(source_run=RunFactory(project=project), environment=production)
+    DeploymentFactory(source_run=RunFactory(project=project), environment=production, status="failed")
+    on_staging = DeploymentFactory(source_run=RunFactory(project=project), environment=staging)
+    elsewhere = DeploymentFactory(source_run=RunFactory(project=other), environment=production)
+    assert set(Deployment.objects.current_per_environment()) == {old, on_staging, elsewhere}
+    assert list(Deployment.objects.current_per_environment().filter(project=project, environment=production)) == [old]
+
+
+def test_what_runs_where_is_read_from_an_index_pair_by_pair(environments):
+    DeploymentFactory(environment=environments[1])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        plan = Deployment.objects.current_per_environment().explain()
+    assert "deploy_current" in plan
+    assert "Group Key: u0" not in plan  # PostgreSQL's GROUP BY over every deployment
+    assert not [line for line in plan.splitlines() if " SCAN " in f" {line} " and "deploy_" in line]  # SQLite's
+
+
+def test_the_newest_rule_breaking_deployments_are_read_from_an_index_of_those_only(environments):
+    DeploymentFactory(environment=environments[1], rule_violations=["no approved promotion"])
+    DeploymentFactory(environment=environments[1])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        plan = selectors.rule_breaking_deployments().explain()
+    assert "deploy_rule_breaking" in plan
+    assert [d.rule_violations for d in selectors.rule_breaking_deployments()] == [["no approved promotion"]]
+
+
+def test_the_runs_a_deploy_may_pick_are_read_newest_first_without_reading_every_artifact(environments):
+    from deliveries.models import Artifact
+
+    ready, undigested = RunFactory(), RunFactory()
+    Artifact.objects.create(run=ready, repository="shop/app", tag="1", digest="sha256:1")
+    Artifact.objects.create(run=undigested, repository="shop/app", tag="2", digest="")
+    assert list(selectors.deployable_runs()) == [ready]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask which index fits
+        plan = selectors.deployable_runs()[:50].explain()
+    assert "run_status_created" in plan
+    # PostgreSQL excludes the runs with an undigested image through the index of those only; SQLite probes per run
+    assert "artifact_undigested" in plan or "SEARCH U0 USING INDEX sqlite_autoindex_deliveries_artifact" in plan
