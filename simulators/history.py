@@ -42,12 +42,12 @@ from deliveries.models import Artifact, PipelineRun, PromotionState, RunStatus, 
 from environments import availability
 from environments import services as environment_services
 from environments.models import DeploymentStatus, Environment
+from promotions import demo as promotions_demo
 from promotions import gates, selectors
 from promotions import services as promotion_services
 from promotions import tasks as promotion_tasks
 from simulators.gitlab import SimulatedGitLab
 
-DEVELOPER, TECHLEAD = "dana.dev", "tom.lead"
 JENKINS = "jenkins (demo history)"
 # The address `make run` serves its simulated GitLab on, so that the history's merge requests have the addresses
 # they have there (simulated_gitlab restores them); another one when it is taken.
@@ -55,7 +55,6 @@ GITLAB_PORT = int(os.environ.get("GITLAB_SIM_PORT") or 8082)
 REQUEST_BEFORE_RELEASE = timedelta(minutes=50)  # the developer asks this long before the release run starts
 DECIDE_BEFORE_RELEASE = timedelta(minutes=20)
 CHECK_AFTER_DEPLOY = timedelta(seconds=20)  # the production stage's health check, once Ansible is done
-CANDIDATES = 5  # the newest green dev runs a developer looks at before asking
 WAIVER_DAYS = 30
 WAIVER_REASONS = [
     "Not reachable from the web tier: the vulnerable function is not called. Fix planned with the next base image.",
@@ -82,7 +81,7 @@ def replaying(seeded: list[demo.SeededRuns]) -> Iterator[SimulatedGitLab]:
         gitlab = SimulatedGitLab(tokens={token: "portal-bot"}, port=GITLAB_PORT)
     except OSError:  # `make run`'s simulated GitLab is up: this history's MR addresses will not be its
         gitlab = SimulatedGitLab(tokens={token: "portal-bot"})
-    for username in (DEVELOPER, TECHLEAD):
+    for username in (promotions_demo.REQUESTER, promotions_demo.DECIDER):
         gitlab.add_user(username)
     for item in seeded:
         project = item.project
@@ -118,7 +117,8 @@ class Event:
 def replay(seeded: demo.SeededRuns, *, environments: dict[str, Environment], gitlab: SimulatedGitLab) -> int:
     """Replay a project's new runs' surroundings in time order. Returns how many deployments were recorded."""
     users = get_user_model().objects
-    people = {"developer": users.get(username=DEVELOPER), "techlead": users.get(username=TECHLEAD)}
+    people = {"developer": users.get(username=promotions_demo.REQUESTER),
+              "techlead": users.get(username=promotions_demo.DECIDER)}
     deployments = 0
     for event in sorted(events(seeded), key=lambda e: (e.at, e.order, e.run.build_number)):
         with time_machine.travel(event.at, tick=False):
@@ -206,7 +206,7 @@ def report_check(event: Event, environment: Environment) -> None:
 
 def promote(release: PipelineRun, *, people: dict, gitlab: SimulatedGitLab) -> None:
     """The promotion that led to `release`: requested, decided, merged; the release run then builds the merge."""
-    source = choose_source(release)
+    source = promotions_demo.choose_run(release.project, finished_by=release.created_at - REQUEST_BEFORE_RELEASE)
     if source is None:
         return  # nothing green on staging to promote: the portal refuses the release's production stage
     project = release.project
@@ -218,7 +218,7 @@ def promote(release: PipelineRun, *, people: dict, gitlab: SimulatedGitLab) -> N
     with time_machine.travel(release.created_at - DECIDE_BEFORE_RELEASE, tick=False):
         promotion.refresh_from_db()
         judged = promotion_services.current_gate(promotion)
-        if not judged["passed"] and waivable(judged):
+        if not judged["passed"] and promotions_demo.passable(judged):
             grant_waivers(project, judged, techlead=people["techlead"])
             judged = promotion_services.current_gate(promotion)
         if not judged["passed"]:
@@ -232,26 +232,6 @@ def promote(release: PipelineRun, *, people: dict, gitlab: SimulatedGitLab) -> N
     promotion.refresh_from_db()
     if promotion.state == PromotionState.MERGED:
         builds_merge_commit(release, promotion.merge_commit_sha)
-
-
-def choose_source(release: PipelineRun) -> PipelineRun | None:
-    """The newest green dev run on staging, finished before the request, whose gate passes or only fails on what
-    a waiver excuses; the newest of them when none does (the tech lead will reject it)."""
-    project, asked_at = release.project, release.created_at - REQUEST_BEFORE_RELEASE
-    runs = (PipelineRun.objects.filter(project=project, branch=project.dev_branch, status=RunStatus.SUCCESS,
-                                       finished_at__lte=asked_at, promotions__isnull=True)
-            .select_related("project").order_by("-created_at", "-id")[:CANDIDATES])
-    candidates = [run for run in runs if not selectors.refusal(run)]
-    for run in candidates:
-        judged = promotion_services.evaluate_gate(run)
-        if judged["passed"] or waivable(judged):
-            return run
-    return candidates[0] if candidates else None
-
-
-def waivable(judged: dict) -> bool:
-    failing = [line for line in judged["conditions"] if line["verdict"] == gates.FAILED]
-    return bool(failing) and all(line.get("item_kind") and line.get("items") for line in failing)
 
 
 def grant_waivers(project, judged: dict, *, techlead) -> None:

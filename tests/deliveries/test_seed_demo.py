@@ -90,6 +90,16 @@ def test_its_open_and_rejected_promotions_are_made_by_the_promotion_flow():
         assert trail == expected
 
 
+def test_its_waiting_promotions_are_ones_a_tech_lead_can_approve_with_waivers_at_most():
+    from promotions import services
+    from promotions.demo import passable
+
+    call_command("seed_demo")
+    waiting = Promotion.objects.filter(state="requested")
+    assert waiting.exists()
+    assert all(passable(services.current_gate(promotion)) for promotion in waiting)
+
+
 def test_its_past_promotions_went_through_gitlab_and_released_what_was_approved():
     from deliveries.models import AuditEvent, Waiver
 
