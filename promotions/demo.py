@@ -1,9 +1,9 @@
 """The demo's promotions waiting for approval, requested through the promotion flow itself, and the rule by which
 the demo's developer picks what to promote (simulators.history uses it for the past too).
 
-seed_demo calls it once the history is made: in each project, the newest green dev run not promoted yet whose gate
-the tech lead can pass is requested by the demo's developer (in the first such project, an older one is requested
-and rejected by the tech lead before it), so its gate evaluation, its audit trail and (once the worker runs,
+seed_demo calls it once the history is made: in each project whose dev head is green on staging, with a gate the
+tech lead can pass, that run is requested by the demo's developer (in the first such project, an older one is
+requested and rejected by the tech lead before it), so its gate evaluation, its audit trail and (once the worker runs,
 against the simulated GitLab) its merge request come from the code users run.
 """
 
@@ -22,15 +22,17 @@ CANDIDATES = 5  # the newest green dev runs a developer looks at before asking
 
 
 def request_waiting_promotions(*, projects: list[Project]) -> int:
-    """Request, in each project, the run `choose_run` picks, when a tech lead could approve it (with waivers at
-    most), it is newer than the project's last release run and nothing else is open. Returns how many were
-    requested (none on a second seed)."""
+    """Request, in each project, the newest green dev run on staging when it is dev's head (so that GitLab can
+    merge it), a tech lead could approve it (with waivers at most), it is newer than the project's last release
+    run and nothing else is open. Returns how many were requested (none on a second seed)."""
     users = get_user_model().objects
     requester, decider = users.get(username=REQUESTER), users.get(username=DECIDER)
     requested = 0
     for project in projects:
-        run = choose_run(project)
-        if run is None or not passable(services.evaluate_gate(run)):
+        run = selectors.candidate_run(project)
+        if run is None or run.pk != newest_dev_run_id(project) or selectors.refusal(run):
+            continue  # dev has moved on (GitLab would refuse to merge it), or it cannot be requested (open already)
+        if not passable(services.evaluate_gate(run)):
             continue  # nothing a tech lead could approve: the project page offers the request, the gate says why
         released = (PipelineRun.objects.filter(project=project, branch=project.release_branch)
                     .order_by("-created_at", "-id").first())
@@ -43,6 +45,12 @@ def request_waiting_promotions(*, projects: list[Project]) -> int:
         services.request_promotion(run=run, user=requester)
         requested += 1
     return requested
+
+
+def newest_dev_run_id(project: Project) -> int | None:
+    """The run of dev's head: the newest run of the branch, whatever its outcome."""
+    return (PipelineRun.objects.filter(project=project, branch=project.dev_branch)
+            .order_by("-created_at", "-id").values_list("pk", flat=True).first())
 
 
 def choose_run(project: Project, *, finished_by: datetime | None = None) -> PipelineRun | None:
