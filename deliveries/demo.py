@@ -107,13 +107,14 @@ class SeedResult:
     projects: int = 0
     runs: int = 0
     deployments: int = 0
+    environments: dict[str, Environment] = field(default_factory=dict)  # by slug
     seeded: list[SeededRuns] = field(default_factory=list)
 
 
 def seed(*, scale: str = "normal", password: str | None = None) -> SeedResult:
     result = SeedResult()
     with transaction.atomic():
-        ensure_environments()
+        result.environments = ensure_environments()
         ensure_users(password)
         anchor = timezone.now().replace(minute=0, second=0, microsecond=0)
         for demo in SCALE_PROJECTS[scale]:

@@ -30,7 +30,7 @@ def request_waiting_promotions(*, projects: list[Project]) -> int:
     requested = 0
     for project in projects:
         run = selectors.candidate_run(project)
-        if run is None or run.pk != newest_dev_run_id(project) or selectors.refusal(run):
+        if run is None or not is_dev_head(run) or selectors.refusal(run):
             continue  # dev has moved on (GitLab would refuse to merge it), or it cannot be requested (open already)
         if not passable(services.evaluate_gate(run)):
             continue  # nothing a tech lead could approve: the project page offers the request, the gate says why
@@ -47,10 +47,10 @@ def request_waiting_promotions(*, projects: list[Project]) -> int:
     return requested
 
 
-def newest_dev_run_id(project: Project) -> int | None:
-    """The run of dev's head: the newest run of the branch, whatever its outcome."""
-    return (PipelineRun.objects.filter(project=project, branch=project.dev_branch)
-            .order_by("-created_at", "-id").values_list("pk", flat=True).first())
+def is_dev_head(run: PipelineRun) -> bool:
+    """The run is the newest of its project's dev branch, whatever their outcomes: what dev's head is."""
+    return PipelineRun.objects.latest_per_branch().filter(project_id=run.project_id, branch=run.project.dev_branch,
+                                                          pk=run.pk).exists()
 
 
 def choose_run(project: Project, *, finished_by: datetime | None = None) -> PipelineRun | None:

@@ -54,6 +54,7 @@ JENKINS = "jenkins (demo history)"
 GITLAB_PORT = int(os.environ.get("GITLAB_SIM_PORT") or 8082)
 REQUEST_BEFORE_RELEASE = timedelta(minutes=50)  # the developer asks this long before the release run starts
 DECIDE_BEFORE_RELEASE = timedelta(minutes=20)
+PRODUCTION_STAGE = "Deploy production"  # the Jenkinsfile's stage that asks the portal's permission (portalGate)
 CHECK_AFTER_DEPLOY = timedelta(seconds=20)  # the production stage's health check, once Ansible is done
 WAIVER_DAYS = 30
 WAIVER_REASONS = [
@@ -66,10 +67,9 @@ def seed(*, scale: str = "normal", password: str | None = None) -> demo.SeedResu
     """The whole demo: users, environments, runs and reports (deliveries.demo), then their past replayed."""
     result = demo.seed(scale=scale, password=password)
     if result.seeded:
-        environments = demo.ensure_environments()
         with replaying(result.seeded) as gitlab:
             for seeded in result.seeded:
-                result.deployments += replay(seeded, environments=environments, gitlab=gitlab)
+                result.deployments += replay(seeded, environments=result.environments, gitlab=gitlab)
     return result
 
 
@@ -112,6 +112,7 @@ class Event:
     run: PipelineRun
     stage: Stage | None = None
     environment: str = ""
+    ok: bool = True  # a check's verdict
 
 
 def replay(seeded: demo.SeededRuns, *, environments: dict[str, Environment], gitlab: SimulatedGitLab) -> int:
@@ -139,7 +140,7 @@ def events(seeded: demo.SeededRuns) -> list[Event]:
         ran = (StageStatus.SUCCESS, StageStatus.FAILED)
         if run.branch == project.release_branch:
             found.append(Event(run.created_at - REQUEST_BEFORE_RELEASE, 2, "promote", run))
-            targets = [("production", by_name.get("Deploy production"))]
+            targets = [("production", by_name.get(PRODUCTION_STAGE))]
         elif run.branch == project.dev_branch:
             targets = [("staging", by_name["Deploy staging"])]
         else:  # a feature branch goes to dev once its images are pushed, and to staging
@@ -149,13 +150,15 @@ def events(seeded: demo.SeededRuns) -> list[Event]:
         for environment, stage in targets:
             if stage is not None and stage.status in ran:
                 found.append(Event(stage.finished_at, 0, "deploy", run, stage, environment))
-        if run.branch == project.release_branch:  # the production stage checks what serves once Ansible is done
-            stage = by_name.get("Deploy production")
+        if run.branch == project.release_branch:
+            # once Ansible is done, what production serves answers: the new version, or the previous one put back
+            stage = by_name.get(PRODUCTION_STAGE)
             if stage is not None and stage.status in ran:
                 found.append(Event(stage.finished_at + CHECK_AFTER_DEPLOY, 1, "check", run, stage, "production"))
         elif by_name["Availability test"].status in ran:
             check = by_name["Availability test"]
-            found.append(Event(check.finished_at, 1, "check", run, check, "staging"))
+            found.append(Event(check.finished_at, 1, "check", run, check, "staging",
+                               ok=check.status == StageStatus.SUCCESS))
     return found
 
 
@@ -168,7 +171,7 @@ def deploy(event: Event, environment: Environment) -> int:
     """Jenkins' deployment callback, as the API handles it; in production, once the portal allowed it (the
     Jenkinsfile's portalGate). Returns how many deployments were recorded."""
     run, stage = event.run, event.stage
-    if environment.requires_approval:
+    if stage.name == PRODUCTION_STAGE:
         _, refusal = selectors.deploy_refusal(project=run.project, environment=environment, commit_sha=run.commit_sha)
         if refusal:
             refused_by_portal(run, stage, refusal)
@@ -195,8 +198,7 @@ def refused_by_portal(run: PipelineRun, stage: Stage, refusal: str) -> None:
 def report_check(event: Event, environment: Environment) -> None:
     """Jenkins reporting a check (the Jenkinsfile's portalCheck): of staging, its availability stage's verdict; of
     production, once its deployment is over, what serves there, the new version or the previous one put back."""
-    run = event.run
-    ok = environment.requires_approval or event.stage.status == StageStatus.SUCCESS
+    run, ok = event.run, event.ok
     rng = random.Random(f"{run.project.slug}:{run.build_number}:{environment.slug}:check")
     result = availability.Probe(ok=ok, status_code=200 if ok else 502, latency_ms=round(rng.uniform(35, 140), 1),
                                 error="" if ok else "HTTP 502 Bad Gateway")
