@@ -13,12 +13,16 @@ portal_bench_pages_<scale>), and a marker file var/bench/pages-<database>-<scale
 finished (and how long it took). With --reuse a marked database is measured as it is, so a rerun takes minutes;
 without it, every database is dropped and seeded again.
 
+Seeding PostgreSQL through the ORM is slow here (about 8 runs a second at the large scale, so hours at the huge
+one): with --postgres-from-sqlite its database of each scale is loaded instead from SQLite's seeded one, the same
+rows copied table by table (COPY), so both databases are measured on the same history.
+
 Targets, printed as BENCH lines: for every page, huge ÷ large ≤ GROWTH_TARGET (DORA over its fixed 30-day
 window), and every page at the huge scale within the per-page bound of TARGET_MS (with one scale, `--scales
 large`, every page of that scale within the bound).
 
     .venv/bin/python benchmarks/pages.py [--reuse] [--databases sqlite,postgres] [--scales large,huge]
-        [--postgres postgres://postgres@127.0.0.1:5432]
+        [--postgres postgres://postgres@127.0.0.1:5432] [--postgres-from-sqlite]
 """
 
 import argparse
@@ -64,8 +68,8 @@ def drop(database: str, scale: str, postgres: str) -> None:
 
 # --- the child: one database at one scale ------------------------------------------------------------------------
 
-def seed(database: str, scale: str) -> float | None:
-    """Seed unless the marker says it is done; the seed's seconds (None when reused)."""
+def seed(database: str, scale: str, *, from_sqlite: bool = False) -> float | None:
+    """Seed (or load from SQLite) unless the marker says it is done; the seconds it took (None when reused)."""
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -73,7 +77,10 @@ def seed(database: str, scale: str) -> float | None:
     if done.exists():
         return None
     started = time.perf_counter()
-    call_command("seed_demo", scale=scale, verbosity=0)
+    if from_sqlite:
+        load_from_sqlite(scale)
+    else:
+        call_command("seed_demo", scale=scale, verbosity=0)
     seconds = time.perf_counter() - started
     if database == "postgres":
         from django.db import connection
@@ -82,6 +89,35 @@ def seed(database: str, scale: str) -> float | None:
             cursor.execute("ANALYZE")
     done.write_text(json.dumps({"seed_seconds": seconds}))
     return seconds
+
+
+def load_from_sqlite(scale: str) -> None:
+    """Fill this (migrated, PostgreSQL) database with the rows of SQLite's seeded database of the same scale: every
+    table emptied, then copied column by column with COPY, foreign keys checked by neither side (the rows were
+    consistent where they come from), then the id sequences moved past the copied ids."""
+    import sqlite3
+
+    from django.apps import apps
+    from django.core.management.color import no_style
+    from django.db import connection, transaction
+
+    if not marker("sqlite", scale).exists():
+        raise SystemExit(f"--postgres-from-sqlite: SQLite's {scale} database is not seeded yet")
+    source = sqlite3.connect(BENCH_DIR / f"pages-{scale}.sqlite3")
+    with transaction.atomic(), connection.cursor() as cursor:
+        tables = [table for table in connection.introspection.table_names(cursor) if table != "django_migrations"]
+        cursor.execute("SET LOCAL session_replication_role = replica")  # no foreign-key triggers while copying
+        cursor.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in tables))
+        for table in tables:
+            columns = ", ".join(f'"{column.name}"'
+                                for column in connection.introspection.get_table_description(cursor, table))
+            # SQLite's text dates, 0/1 booleans and JSON text are what PostgreSQL's COPY reads as they are
+            with cursor.cursor.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
+                for row in source.execute(f'SELECT {columns} FROM "{table}"'):  # noqa: S608 - the catalogue's names
+                    copy.write_row(row)
+        for statement in connection.ops.sequence_reset_sql(no_style(), apps.get_models(include_auto_created=True)):
+            cursor.execute(statement)
+    source.close()
 
 
 def pages() -> dict[str, str]:
@@ -142,7 +178,7 @@ def median_ms(client, url: str) -> tuple[float, int]:
     return statistics.median(timings), status
 
 
-def measure(database: str, scale: str, url: str) -> None:
+def measure(database: str, scale: str, url: str, *, from_sqlite: bool = False) -> None:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.test_settings")
@@ -150,7 +186,7 @@ def measure(database: str, scale: str, url: str) -> None:
     import django
 
     django.setup()
-    seconds = seed(database, scale)
+    seconds = seed(database, scale, from_sqlite=from_sqlite)
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.test.utils import setup_test_environment
@@ -173,8 +209,10 @@ def measure(database: str, scale: str, url: str) -> None:
 
 # --- the parent: every database at every scale, then the comparison ----------------------------------------------
 
-def child(database: str, scale: str, postgres: str) -> dict:
+def child(database: str, scale: str, postgres: str, *, from_sqlite: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", f"{database}:{scale}", "--postgres", postgres]
+    if from_sqlite:
+        command.append("--postgres-from-sqlite")
     output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -185,11 +223,14 @@ def main() -> int:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--scales", default="large,huge")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no name")
+    parser.add_argument("--postgres-from-sqlite", action="store_true",
+                        help="load PostgreSQL's databases from SQLite's seeded ones instead of seeding them")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         database, scale = args.child.split(":")
-        measure(database, scale, database_url(database, scale, args.postgres))
+        from_sqlite = args.postgres_from_sqlite and database == "postgres"
+        measure(database, scale, database_url(database, scale, args.postgres), from_sqlite=from_sqlite)
         return 0
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     databases, scales = args.databases.split(","), args.scales.split(",")
@@ -198,8 +239,10 @@ def main() -> int:
         for scale in scales:
             if not (args.reuse and marker(database, scale).exists()):
                 drop(database, scale, args.postgres)
-            results[database, scale] = found = child(database, scale, args.postgres)
-            seeded = f", seeded in {found['seed_seconds']:.0f} s" if found["seed_seconds"] is not None else ""
+            from_sqlite = args.postgres_from_sqlite and database == "postgres"
+            results[database, scale] = found = child(database, scale, args.postgres, from_sqlite=from_sqlite)
+            how = "loaded from SQLite" if from_sqlite else "seeded"
+            seeded = f", {how} in {found['seed_seconds']:.0f} s" if found["seed_seconds"] is not None else ""
             print(f"{database} {scale}: {found['runs']:,} runs, {found['findings']:,} findings{seeded}")
     lines, ok = [], True
     for database in databases:
