@@ -74,12 +74,15 @@ JMETER_LABELS = ["GET /", "GET /products", "POST /basket"]
 
 @dataclass(frozen=True)
 class PortalTarget:
-    """Where a job's builds report: the portal's base URL, the project's slug and its API token."""
+    """Where a job's builds report: the portal's base URL, the project's slug and its API token; and the health URLs
+    the Jenkinsfile's checks probe (its STAGING_HEALTH_URL and PRODUCTION_HEALTH_URL; none set, none reported)."""
 
     url: str
     slug: str
     token: str
     release_branch: str = "master"
+    staging_health_url: str = ""
+    production_health_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -599,11 +602,13 @@ class Player:
             return "ABORTED"
         if scenario.fail_at == name:
             self.log(f"ERROR: {name} failed (simulated)")
+            self.check_after(name, ok=False)
             self.stage(name, order, "failed", **finished)
             return "FAILURE"
         self.stage(name, order, "success", **finished)
         self.log("[Pipeline] }")
         self.after(name)
+        self.check_after(name, ok=True)
         return "SUCCESS"
 
     def stage(self, name: str, order: int, status: str, **times) -> None:
@@ -637,6 +642,20 @@ class Player:
             self.upload("gauntlt.json", report, "gauntlt", "application/json")
         elif name == "Load test":
             self.upload("jmeter.jtl", reports.jtl_csv(self.load_samples()), "jmeter", "text/csv")
+
+    def check_after(self, name: str, *, ok: bool) -> None:
+        """The Jenkinsfile's portalCheck: the "Availability test" stage reports its check of staging, passed or not;
+        "Deploy production", once Ansible is done, what production answers (not when the build is stopped)."""
+        if name == "Availability test":
+            environment, url, error = "staging", self.portal and self.portal.staging_health_url, (
+                f"ERROR: {name} failed (simulated)")
+        elif name == "Deploy production":
+            environment, url, error = "production", self.portal and self.portal.production_health_url, (
+                "no answer 200 after 20 tries (exit 1)")
+        else:
+            return
+        if url:  # as portalCall sends it: null values left out
+            self.post("checks/", {"environment": environment, "url": url, "ok": ok, **({} if ok else {"error": error})})
 
     def vulnerabilities(self, image: str) -> list[dict]:
         rng = random.Random(f"{self.build.job.path}#{self.build.number}:{image}")

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from deliveries.models import PipelineRun, ProjectToken, RunStatus, RunTrigger
-from environments.models import DeploymentStatus
+from environments.models import AvailabilityCheck, DeploymentStatus
 from portal.roles import Role
 from scanners.models import ReportStatus
 from simulators.jenkins import DEV_STAGES, PortalTarget, SimulatedJenkins
@@ -41,7 +41,8 @@ def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, cl
     _, token = ProjectToken.issue(project=project)
 
     with SimulatedJenkins(users={USER: TOKEN}, queue_seconds=0.1, speed=0.03, callback_backoff=0.1) as fake:
-        fake.add_job(JOB, portal=PortalTarget(live_server.url, project.slug, token))
+        fake.add_job(JOB, portal=PortalTarget(live_server.url, project.slug, token,
+                                              staging_health_url="https://shop.staging.example.com/healthz"))
         settings.JENKINS_URL = fake.url
         settings.JENKINS_USER, settings.JENKINS_TOKEN = USER, TOKEN
         settings.SITE_URL = live_server.url
@@ -78,6 +79,9 @@ def test_a_run_pressed_in_the_ui_is_played_by_jenkins_to_the_end(live_server, cl
     (deployment,) = run.deployments.all()
     assert (deployment.environment.slug, deployment.status) == ("staging", DeploymentStatus.SUCCESS)
     assert sorted(deployment.image_digests) == sorted(a.digest for a in run.artifacts.all())
+    (check,) = AvailabilityCheck.objects.filter(project=project)  # the availability stage's, kept with the portal's
+    assert (check.environment.slug, check.ok, check.url, check.deployment) == (
+        "staging", True, "https://shop.staging.example.com/healthz", deployment)
 
     # The run page shows it all, finished: no more polling.
     page = client.get(run.get_absolute_url()).content.decode()

@@ -1,6 +1,7 @@
 """The imitation Jenkins is only worth what it matches: its JSON against real payloads, its HTTP behaviour,
 and the callbacks it plays against a portal (here a recorder standing in for the REST API)."""
 
+import dataclasses
 import json
 import time
 
@@ -337,6 +338,19 @@ def test_the_demo_keeps_one_token_per_project_in_a_private_file(tmp_path):
     assert ProjectToken.objects.filter(name="simulated-jenkins").count() == 3
 
 
+@pytest.mark.django_db
+def test_the_demo_jobs_check_the_health_urls_of_the_portals_staging_and_production():
+    from deliveries.management.commands.simulated_jenkins import portal_target
+    from tests.factories import EnvironmentFactory, ProjectFactory
+
+    shop = ProjectFactory(slug="shop", release_branch="main")
+    EnvironmentFactory(slug="staging", health_url="https://{project}.staging.example.com/healthz")
+    EnvironmentFactory(slug="production", health_url="")  # none set: its checks are not reported
+    target = portal_target(shop, portal_url="http://127.0.0.1:8000", token="dp_token")
+    assert target == PortalTarget("http://127.0.0.1:8000", "shop", "dp_token", "main",
+                                  staging_health_url="https://shop.staging.example.com/healthz")
+
+
 def test_the_master_pipeline_asks_the_deploy_permission_first(server, fake, recorder):
     run_build(server, fake, {"BRANCH": "master", "COMMIT": "c" * 40})
     (gate,) = [c for c in recorder.calls if c.get("method") == "GET"]
@@ -356,3 +370,63 @@ def test_a_refused_deploy_permission_fails_the_build_and_deploys_nothing_to_prod
     assert server.get_build_info(JOB, number)["result"] == "FAILURE"
     console = server.get_build_console_output(JOB, number)
     assert "HTTP 403): production is frozen until tomorrow: release night" in console
+
+
+# --- availability checks, as the Jenkinsfile's portalCheck reports them --------------------------------------
+
+
+STAGING_HEALTH = "https://shop.staging.example.com/healthz"
+PRODUCTION_HEALTH = "https://shop.production.example.com/healthz"
+
+
+@pytest.fixture
+def checked(fake):
+    """The job configured with STAGING_HEALTH_URL and PRODUCTION_HEALTH_URL."""
+    job = fake.jobs[JOB]
+    job.portal = dataclasses.replace(job.portal, staging_health_url=STAGING_HEALTH,
+                                     production_health_url=PRODUCTION_HEALTH)
+    return fake
+
+
+def checks(recorder):
+    return [call["json"] for call in recorder.calls if call["path"].endswith("/checks/")]
+
+
+def test_its_availability_stage_reports_its_check_of_staging(server, checked, recorder):
+    run_build(server, checked)
+    assert checks(recorder) == [{"environment": "staging", "url": STAGING_HEALTH, "ok": True}]
+    paths = recorder.paths()
+    assert paths.index("checks/") > paths.index("runs/1/stages/")  # within the build, before it finishes
+    assert recorder.calls[-1]["json"]["status"] == "success"
+
+
+def test_a_failed_availability_stage_reports_a_failed_check_and_fails_the_build(server, checked, recorder):
+    checked.scenario = Scenario(fail_at="Availability test")
+    run_build(server, checked)
+    assert checks(recorder) == [{"environment": "staging", "url": STAGING_HEALTH, "ok": False,
+                                 "error": "ERROR: Availability test failed (simulated)"}]
+    assert ("Availability test", "failed") in recorder.stage_updates()
+    assert recorder.calls[-1]["json"]["status"] == "failed"
+
+
+def test_a_release_build_reports_what_production_answers_once_deployed(server, checked, recorder):
+    run_build(server, checked, {"BRANCH": "master"})
+    assert [(check["environment"], check["url"], check["ok"]) for check in checks(recorder)] == [
+        ("staging", STAGING_HEALTH, True), ("production", PRODUCTION_HEALTH, True)]
+    deployed = next(i for i, call in enumerate(recorder.calls)
+                    if call["path"].endswith("/deployments/") and call["json"]["environment"] == "production")
+    after = recorder.calls[deployed + 1]  # the check of what production serves follows the deployment
+    assert after["path"].endswith("/checks/") and after["json"]["environment"] == "production"
+
+
+def test_a_failed_production_deployment_still_reports_what_production_answers(server, checked, recorder):
+    checked.scenario = Scenario(fail_at="Deploy production")
+    run_build(server, checked, {"BRANCH": "master"})
+    assert checks(recorder)[-1] == {"environment": "production", "url": PRODUCTION_HEALTH, "ok": False,
+                                    "error": "no answer 200 after 20 tries (exit 1)"}
+    assert recorder.calls[-1]["json"]["status"] == "failed"
+
+
+def test_without_health_urls_no_check_is_reported(server, fake, recorder):
+    run_build(server, fake, {"BRANCH": "master"})
+    assert checks(recorder) == []

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Max
 
 from deliveries.models import Project, ProjectToken
+from environments.models import Environment
 from simulators import kept_secrets, serve_until_stopped
 from simulators.jenkins import PortalTarget, SimulatedJenkins
 
@@ -48,12 +49,22 @@ class Command(BaseCommand):
         for project in projects:
             fake.add_job(
                 project.jenkins_job_path,
-                portal=PortalTarget(portal_url, project.slug, tokens[project.slug], project.release_branch),
+                portal=portal_target(project, portal_url=portal_url, token=tokens[project.slug]),
                 next_build_number=(last.get(project.pk) or 0) + 1,
             )
         jobs = ", ".join(p.jenkins_job_path for p in projects)
         serve_until_stopped(fake, stdout=self.stdout, message=(
             f"Simulated Jenkins (not a real one) at {fake.url}, calling back {portal_url}; jobs: {jobs}"))
+
+
+def portal_target(project, *, portal_url: str, token: str) -> PortalTarget:
+    """Where the project's job reports, and the health URLs its checks probe (the Jenkinsfile's STAGING_HEALTH_URL
+    and PRODUCTION_HEALTH_URL): those of the portal's staging and production environments."""
+    health = {environment.slug: environment.health_url_for(project)
+              for environment in Environment.objects.filter(slug__in=["staging", "production"]).exclude(health_url="")}
+    return PortalTarget(portal_url, project.slug, token, project.release_branch,
+                        staging_health_url=health.get("staging", ""),
+                        production_health_url=health.get("production", ""))
 
 
 def project_tokens(projects, path: Path) -> dict[str, str]:
