@@ -6,7 +6,9 @@ PostgreSQL, in one run.
 
 Each (database, scale) is measured in a process of its own (Django sets one database up per process): every
 page through Django's test client (no network), signed in as a superuser, REPEAT times after a warm-up, on the
-largest project; the median counts. The admin changelist of runs is measured as a page like the others.
+largest project; the median counts. The admin changelist of runs is measured as a page like the others. With
+--rounds N the (database, scale) processes run N times, interleaved (large, huge, large, huge...), and each page's
+figure is the median of its N medians, so that a burst of load on a shared machine moves both scales alike.
 
 Each scale is seeded into a database of its own (var/bench/pages-<scale>.sqlite3, or the PostgreSQL database
 portal_bench_pages_<scale>), and a marker file var/bench/pages-<database>-<scale>.seeded records that its seed
@@ -22,7 +24,7 @@ window), and every page at the huge scale within the per-page bound of TARGET_MS
 large`, every page of that scale within the bound).
 
     .venv/bin/python benchmarks/pages.py [--reuse] [--databases sqlite,postgres] [--scales large,huge]
-        [--postgres postgres://postgres@127.0.0.1:5432] [--postgres-from-sqlite]
+        [--postgres postgres://postgres@127.0.0.1:5432] [--postgres-from-sqlite] [--rounds 3]
 """
 
 import argparse
@@ -225,6 +227,7 @@ def main() -> int:
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="server URL, no name")
     parser.add_argument("--postgres-from-sqlite", action="store_true",
                         help="load PostgreSQL's databases from SQLite's seeded ones instead of seeding them")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each database and scale, interleaved")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -234,16 +237,24 @@ def main() -> int:
         return 0
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     databases, scales = args.databases.split(","), args.scales.split(",")
-    results: dict[tuple[str, str], dict] = {}
-    for database in databases:
-        for scale in scales:
-            if not (args.reuse and marker(database, scale).exists()):
-                drop(database, scale, args.postgres)
-            from_sqlite = args.postgres_from_sqlite and database == "postgres"
-            results[database, scale] = found = child(database, scale, args.postgres, from_sqlite=from_sqlite)
-            how = "loaded from SQLite" if from_sqlite else "seeded"
-            seeded = f", {how} in {found['seed_seconds']:.0f} s" if found["seed_seconds"] is not None else ""
-            print(f"{database} {scale}: {found['runs']:,} runs, {found['findings']:,} findings{seeded}")
+    rounds: dict[tuple[str, str], list[dict]] = {}
+    for round_number in range(max(args.rounds, 1)):
+        for database in databases:
+            for scale in scales:
+                if round_number == 0 and not (args.reuse and marker(database, scale).exists()):
+                    drop(database, scale, args.postgres)
+                from_sqlite = args.postgres_from_sqlite and database == "postgres"
+                found = child(database, scale, args.postgres, from_sqlite=from_sqlite)
+                rounds.setdefault((database, scale), []).append(found)
+                if round_number == 0:
+                    how = "loaded from SQLite" if from_sqlite else "seeded"
+                    seeded = f", {how} in {found['seed_seconds']:.0f} s" if found["seed_seconds"] is not None else ""
+                    print(f"{database} {scale}: {found['runs']:,} runs, {found['findings']:,} findings{seeded}")
+    results = {key: {"pages": {name: statistics.median(found["pages"][name] for found in measured)
+                               for name in measured[0]["pages"]},
+                     "status": {name: max(found["status"][name] for found in measured)
+                                for name in measured[0]["status"]}}
+               for key, measured in rounds.items()}
     lines, ok = [], True
     for database in databases:
         for scale in scales:
