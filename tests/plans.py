@@ -81,6 +81,17 @@ def long_history(db):
     return make
 
 
+def deploy_history(runs, *, production, staging):
+    """Each green master run of `runs` deployed to production, each green dev run to staging, in bulk."""
+    from environments.models import Deployment
+
+    Deployment.objects.bulk_create([
+        Deployment(project=run.project, environment=production if run.branch == "master" else staging,
+                   source_run=run, status="success", kind="deploy", started_at=run.finished_at,
+                   finished_at=run.finished_at + timedelta(minutes=3))
+        for run in runs if run.status == "success" and run.branch in ("dev", "master")], batch_size=500)
+
+
 BRANCHES = ["dev"] * 6 + ["master"] * 2 + ["feature/a", "feature/b"]
 STATUSES = [RunStatus.SUCCESS] * 7 + [RunStatus.FAILED, RunStatus.UNSTABLE, RunStatus.ABORTED]
 

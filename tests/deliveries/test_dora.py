@@ -183,15 +183,11 @@ def test_the_windows_production_deployments_are_read_from_the_index_at_the_windo
 def test_every_read_of_the_four_keys_is_a_range_over_the_window(project, production, long_history):
     # a history of two years: each read starts at the window (less a week or a month), none reads the tables whole
     from environments.models import Environment
-    from tests.plans import Executed, analyze, plan_of, scans
+    from tests.plans import Executed, analyze, deploy_history, plan_of, scans
 
     staging = EnvironmentFactory(slug="staging", tier="staging", order=2)
     runs = long_history(project, other_projects=[ProjectFactory()])
-    Deployment.objects.bulk_create([
-        Deployment(project=run.project, environment=production if run.branch == "master" else staging,
-                   source_run=run, status="success", kind="deploy", started_at=run.finished_at,
-                   finished_at=run.finished_at + timedelta(minutes=3))
-        for run in runs if run.status == "success" and run.branch in ("dev", "master")], batch_size=500)
+    deploy_history(runs, production=production, staging=staging)
     AvailabilityCheck.objects.bulk_create([
         AvailabilityCheck(environment=production, project=project, url="https://p", ok=n % 9 != 0, status_code=200,
                           checked_at=NOW - timedelta(hours=3 * n)) for n in range(5000)], batch_size=500)
