@@ -1,4 +1,5 @@
-"""Paginators for lists of tables that grow without bound (the runs): the admin's change list and the project page."""
+"""Paginators for lists of tables that grow without bound: the admin's runs, the project page's runs, an environment's
+deployments, the audit log."""
 
 from __future__ import annotations
 
