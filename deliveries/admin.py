@@ -21,7 +21,8 @@ from deliveries.models import (
     Stage,
     Waiver,
 )
-from portal.admin_lists import CappedCountPaginator, GarbageTolerantChangeList
+from portal.admin_lists import GarbageTolerantChangeList
+from portal.pagination import CappedCountPaginator
 
 
 class ReadOnlyAdmin(GarbageTolerantChangeList, admin.ModelAdmin):

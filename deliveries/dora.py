@@ -192,6 +192,11 @@ def four_keys(project, *, days: int = 30, now: datetime | None = None) -> FourKe
         .order_by("checked_at")
         .values_list("checked_at", "ok", "deployment_id")
     )
+    # The counts below come from these rows, not from a COUNT in the database: the same rows are needed for the failed
+    # changes (the next deployment's start, the rollbacks) and the restores (a timeline), so a COUNT would be one more
+    # query restating "a change is a non-rollback finished in the window". Each read above is an index range over the
+    # window (tests/deliveries/test_dora.py), so the rows loaded follow the window's deployments and checks, not the
+    # history; lead_times reads the window's green dev runs (less a month) the same way.
     in_period = [d for d in production if d.finished_at and start <= d.finished_at < end]
     changes = [d for d in in_period if d.kind != DeploymentKind.ROLLBACK]
     successful = [d for d in changes if d.status == DeploymentStatus.SUCCESS]

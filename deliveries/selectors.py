@@ -1,11 +1,15 @@
 """Reads for the deliveries pages: each fetches what its page shows in a fixed number of queries."""
 
+from datetime import timedelta
+
 from django.db.models import Count, Prefetch, Q
+from django.utils import timezone
 
 from deliveries.models import FINISHED_RUN_STATUSES, PipelineRun, Project, Promotion, PromotionState, RunStatus
 from environments.models import Deployment
 
 DURATION_CHART_RUNS = 60
+SUCCESS_RATE_DAYS = 30
 
 
 def projects_with_latest_runs():
@@ -40,9 +44,12 @@ def project_runs(project, *, branch: str = "", status: str = "", since=None, unt
     return runs.order_by("-created_at", "-id")
 
 
-def run_history_stats(runs) -> dict:
-    """Success rate of the finished runs among `runs`, and the durations of the newest ones for a chart."""
-    counts = runs.aggregate(
+def run_history_stats(runs, *, now=None) -> dict:
+    """Success rate of the finished runs among `runs` made in the last SUCCESS_RATE_DAYS days, and the durations of
+    the newest ones for a chart. A fixed window, so that the rate reads an index range on (project, created_at)
+    whatever the length of the history, and says how the project does now rather than since its start."""
+    since = (now or timezone.now()) - timedelta(days=SUCCESS_RATE_DAYS)
+    counts = runs.filter(created_at__gte=since).aggregate(
         finished=Count("id", filter=Q(status__in=FINISHED_RUN_STATUSES)),
         succeeded=Count("id", filter=Q(status=RunStatus.SUCCESS)),
     )
@@ -56,6 +63,7 @@ def run_history_stats(runs) -> dict:
         "finished": finished,
         "succeeded": counts["succeeded"],
         "success_rate": 100.0 * counts["succeeded"] / finished if finished else None,
+        "days": SUCCESS_RATE_DAYS,
         "durations": newest,
     }
 

@@ -2,7 +2,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +14,7 @@ from deliveries.models import Project, RunStatus, StageStatus
 from environments import selectors as environment_selectors
 from portal import charts
 from portal.inputs import ascii_int
+from portal.pagination import CappedCountPaginator
 from portal.roles import Role, has_role, role_required
 from promotions import selectors as promotion_selectors
 
@@ -44,7 +44,8 @@ def project_context(request, project, *, form=None) -> dict:
     history = selectors.run_history_stats(runs)
     return {
         "project": project,
-        "page": Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
+        # the history only grows: its count stops at the cap ("10,000+ runs"), a date filter reaches older runs
+        "page": CappedCountPaginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
         "branches": branches,
         "statuses": RunStatus.choices,
         **filters,

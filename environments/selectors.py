@@ -22,12 +22,16 @@ class BoardRow:
 
 def production_run(project_id: int):
     """The run whose images production runs now: the source of the project's newest successful production
-    deployment (by the project's index, not a scan of every deployment)."""
+    deployment. Each production environment's newest is read backwards from the end of its index range
+    (project, environment, finished_at), and the newest of those few wins: one ORDER BY across environments made
+    PostgreSQL join and sort every production deployment of the project."""
+    newest_in_each = Environment.objects.filter(tier=Tier.PRODUCTION).values(newest=Subquery(
+        Deployment.objects.filter(project_id=project_id, environment=OuterRef("pk"), status=DeploymentStatus.SUCCESS,
+                                  source_run__isnull=False, finished_at__isnull=False)
+        .order_by("-finished_at", "-id").values("pk")[:1]
+    ))
     deployment = (
-        Deployment.objects.filter(project_id=project_id, environment__tier=Tier.PRODUCTION,
-                                  status=DeploymentStatus.SUCCESS, source_run__isnull=False)
-        .select_related("source_run")
-        .order_by("-finished_at", "-id")
+        Deployment.objects.filter(pk__in=newest_in_each).select_related("source_run").order_by("-finished_at", "-id")
         .first()
     )
     return deployment.source_run if deployment else None

@@ -5,7 +5,6 @@ POST does it. The actions only queue work (environments.deployments, django-q2):
 """
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -19,6 +18,7 @@ from environments.forms import ConfirmForm, DeployRunForm
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
 from environments.stack_selectors import stack_panel
 from portal import charts
+from portal.pagination import CappedCountPaginator
 from portal.roles import Role, has_role, role_required
 
 DEPLOYMENTS_PER_PAGE = 25
@@ -47,7 +47,8 @@ def environment_context(request, environment: Environment) -> dict:
         "environment": environment,
         "serving": sorted(selectors.with_health(selectors.current_deployments().filter(environment=environment)
                                                 .select_related("project")), key=lambda d: d.project.name),
-        "page": Paginator(selectors.environment_deployments(environment), DEPLOYMENTS_PER_PAGE).get_page(
+        # the deployments only grow: counted up to the cap ("10,000+ deployments")
+        "page": CappedCountPaginator(selectors.environment_deployments(environment), DEPLOYMENTS_PER_PAGE).get_page(
             request.GET.get("page")),
         "freezes": selectors.coming_freezes(environment, now=now),
         "stack_panel": stack_panel(environment),  # the stack, its events and the hosts with their EC2 state

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from deliveries.models import PipelineRun, Project, Promotion, PromotionState
+from portal.pagination import CappedCountPaginator
 from portal.roles import Role, has_role, role_required
 from promotions import selectors, services
 from promotions.forms import DecisionForm, GateConditionFormSet, WaiverForm
@@ -151,5 +152,6 @@ def waivers(request, slug):
 @role_required()
 def audit_log(request, slug):
     project = get_object_or_404(Project, slug=slug)
-    page = Paginator(selectors.project_audit(project), AUDIT_PER_PAGE).get_page(request.GET.get("page"))
+    # the audit log only grows: counted up to the cap ("10,000+ events")
+    page = CappedCountPaginator(selectors.project_audit(project), AUDIT_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "promotions/audit.html", {"project": project, "page": page})

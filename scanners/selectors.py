@@ -136,7 +136,9 @@ def trend_runs(run: PipelineRun, kind: str, *, limit: int = TREND_RUNS):
     A subquery: the callers read what they chart of those runs in the same query.
     """
     return (
-        PipelineRun.objects.filter(project_id=run.project_id, branch=run.branch)
+        # created_at <= the run's as a bound of its own: the index (project, branch, -created_at) is read from the run
+        # down, not from the branch's newest run (the OR alone is a filter, not a range)
+        PipelineRun.objects.filter(project_id=run.project_id, branch=run.branch, created_at__lte=run.created_at)
         .filter(Q(created_at__lt=run.created_at) | Q(created_at=run.created_at, id__lte=run.id))
         .filter(has_parsed(kind))
         .order_by("-created_at", "-id")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.skip_guard", "pytester"]
+pytest_plugins = ["tests.skip_guard", "pytester", "tests.plans"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = Path(os.environ.get("PORTAL_SHARED_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))

@@ -178,3 +178,26 @@ def test_the_windows_production_deployments_are_read_from_the_index_at_the_windo
         cursor.execute(f"{explain} {sql}", params)
         plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
     assert "deploy_project_env_finished" in plan and "finished_at" in plan, plan
+
+
+def test_every_read_of_the_four_keys_is_a_range_over_the_window(project, production, long_history):
+    # a history of two years: each read starts at the window (less a week or a month), none reads the tables whole
+    from environments.models import Environment
+    from tests.plans import Executed, analyze, deploy_history, plan_of, scans
+
+    staging = EnvironmentFactory(slug="staging", tier="staging", order=2)
+    runs = long_history(project, other_projects=[ProjectFactory()])
+    deploy_history(runs, production=production, staging=staging)
+    AvailabilityCheck.objects.bulk_create([
+        AvailabilityCheck(environment=production, project=project, url="https://p", ok=n % 9 != 0, status_code=200,
+                          checked_at=NOW - timedelta(hours=3 * n)) for n in range(5000)], batch_size=500)
+    analyze("environments_deployment", "environments_availabilitycheck")
+    assert Environment.objects.count() == 2
+    with Executed() as executed:
+        keys = dora.four_keys(project, days=90, now=NOW)
+    assert keys.deployments and keys.lead_times
+    for table in ("environments_deployment", "environments_availabilitycheck", "deliveries_pipelinerun"):
+        assert executed.reading(table), table
+        for sql, params in executed.reading(table):
+            plan = plan_of(sql, params)
+            assert not scans(plan, table.split("_", 1)[1]), (sql, plan)

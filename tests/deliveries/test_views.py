@@ -232,3 +232,67 @@ def test_a_run_pages_breadcrumb_names_the_run_as_its_heading_does_while_it_chang
     run.save()
     crumb, heading = breadcrumb_and_heading(client.get(reverse("run-live", args=["shop", run.pk])).content.decode())
     assert crumb == "#57" and heading.startswith("Shop #57 ")
+
+
+def test_project_page_rates_success_over_the_last_30_days_of_the_filtered_runs(client, users):
+    project = ProjectFactory(slug="shop")
+    RunFactory.create_batch(3, project=project, created_at=timezone.now() - timedelta(days=31), status="failed")
+    RunFactory(project=project, created_at=timezone.now() - timedelta(days=29), status="failed")
+    RunFactory.create_batch(3, project=project, status="success")
+    RunFactory(project=project, branch="master", status="failed")
+    client.force_login(users.developer)
+    url = reverse("project-detail", args=["shop"])
+    history = client.get(url).context["history"]
+    assert (history["finished"], history["succeeded"], history["success_rate"]) == (5, 3, 60.0)
+    assert client.get(url, {"branch": "dev"}).context["history"]["success_rate"] == 75.0  # the filters apply
+    assert "succeeded in the last 30 days" in client.get(url).content.decode()
+
+
+def test_project_page_pages_a_long_history_without_counting_it_all(client, users, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from deliveries import views
+    from portal.pagination import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 4)
+    monkeypatch.setattr(views, "RUNS_PER_PAGE", 2)
+    project = ProjectFactory(slug="shop")
+    for number in range(1, 8):
+        RunFactory(project=project, build_number=number, created_at=timezone.now() - timedelta(days=number))
+    client.force_login(users.developer)
+    url = reverse("project-detail", args=["shop"])
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    counts = [q["sql"] for q in queries if "COUNT(*)" in q["sql"].upper() and "pipelinerun" in q["sql"]]
+    assert len(counts) == 1 and "LIMIT 5" in counts[0]  # the cap, and one more to know there are more
+    body = response.content.decode()
+    assert "Page 1 of 2+ · 4+ runs" in body and 'href="?branch=&amp;status=&amp;since=&amp;until=&page=2"' in body
+    page = client.get(url, {"page": "2"}).context["page"]
+    assert [run.build_number for run in page] == [3, 4] and page.has_previous() and not page.has_next()
+    assert [run.build_number for run in client.get(url, {"page": "9"}).context["page"]] == [3, 4]  # the last page
+    # a date filter reaches the runs past the cap, and counts them exactly
+    response = client.get(url, {"until": (timezone.now() - timedelta(days=6)).date().isoformat()})
+    assert [run.build_number for run in response.context["page"]] == [6, 7]
+    assert "Page 1 of 1 · 2 runs</span>" in response.content.decode()
+
+
+def test_project_page_reads_its_success_rate_from_an_index_range_and_counts_up_to_the_cap(client, users,
+                                                                                         long_history, monkeypatch):
+    from portal.pagination import CappedCountPaginator
+    from tests.plans import Executed, plan_of, range_reads, scans
+
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 100)  # well below the project's runs, as on a history
+    project = ProjectFactory(slug="shop")
+    long_history(project, other_projects=[ProjectFactory()])
+    client.force_login(users.developer)
+    for filters in ({}, {"status": "failed"}, {"branch": "dev"}):
+        with Executed() as executed:
+            assert client.get(reverse("project-detail", args=["shop"]), filters).status_code == 200
+        (rate,) = [(sql, params) for sql, params in executed.reading("deliveries_pipelinerun") if "succeeded" in sql]
+        (counted,) = [(sql, params) for sql, params in executed.statements if "COUNT(*)" in sql.upper()
+                      and "deliveries_pipelinerun" in sql]
+        plan = plan_of(*rate)
+        assert range_reads(plan, "created_at") and not scans(plan, "pipelinerun"), (filters, plan)  # the 30 days
+        # the count stops at the cap, and one more row, however the database reads them
+        assert counted[0].endswith("LIMIT 101) subquery"), counted

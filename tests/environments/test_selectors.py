@@ -135,3 +135,22 @@ def test_the_runs_a_deploy_may_pick_are_read_newest_first_without_reading_every_
     assert "run_status_created" in plan
     # PostgreSQL excludes the runs with an undigested image through the index of those only; SQLite probes per run
     assert "artifact_undigested" in plan or "SEARCH U0 USING INDEX sqlite_autoindex_deliveries_artifact" in plan
+
+
+def test_what_production_runs_now_is_read_from_the_end_of_each_environments_index_range(long_history):
+    from tests.plans import Executed, analyze, deploy_history, plan_of, scans
+
+    project = ProjectFactory()
+    production = EnvironmentFactory(slug="production", tier="production", order=3)
+    staging = EnvironmentFactory(slug="staging", tier="staging", order=2)
+    runs = long_history(project, other_projects=[ProjectFactory()])
+    deploy_history(runs, production=production, staging=staging)
+    analyze("environments_deployment")
+    newest = Deployment.objects.filter(project=project, environment=production).order_by("-finished_at").first()
+    with Executed() as executed:
+        running = selectors.production_run(project.pk)
+    assert running == newest.source_run
+    ((sql, params),) = executed.statements
+    plan = plan_of(sql, params)
+    assert "deploy_project_env_finished" in plan and not scans(plan, "deployment"), plan
+    assert not scans(plan, "pipelinerun"), plan  # the run of the one deployment chosen, by its key

@@ -131,6 +131,20 @@ def test_the_environment_page_costs_the_same_queries_whatever_the_history(client
     assert len(large) == len(small)
 
 
+def test_the_environment_page_counts_its_deployments_up_to_a_cap(client, users, staging, project, monkeypatch):
+    from portal.pagination import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 3)
+    client.force_login(users.operator)
+    for _ in range(4):
+        deployed(project, staging)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(staging.get_absolute_url()).content.decode()
+    counts = [q["sql"] for q in queries if "COUNT(*)" in q["sql"] and "environments_deployment" in q["sql"]]
+    assert counts and all("LIMIT 4" in sql for sql in counts), counts  # the cap, and one more
+    assert "Page 1 of 1+ · 3+ deployments: the newest are paged, the admin lists older ones" in body
+
+
 def test_deploying_a_run_asks_for_confirmation_then_queues_it(client, users, staging, project):
     deployed(project, staging)
     run = green_run(project)

@@ -261,6 +261,7 @@ def test_every_role_reads_the_audit_log_paginated_in_a_fixed_number_of_queries(c
     with django_assert_num_queries(6):
         page = client.get(url)
     assert text(page).count("waiver.created") == 3
+    assert "Page 1 of 1 · 3 events" in text(page)
 
 
 def test_the_home_page_links_waiting_promotions_to_their_page(client, world, dana):
