@@ -440,6 +440,9 @@ class Promotion(models.Model):
         indexes = [
             models.Index(fields=["state", "-created_at"], name="promotion_state_created"),
             models.Index(fields=["project", "-created_at"], name="promotion_project_created"),
+            # the project's open promotion (project page, promotion panel): promotion_one_open_per_project is partial,
+            # and SQLite cannot match its condition to the query's bound parameters, so it would read every promotion
+            models.Index(fields=["project", "state"], name="promotion_project_state"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -502,7 +505,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "-created_at"], name="audit_project_created")]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="audit_project_created"),
+            # one object's events (a promotion's decisions on its evidence), without reading the whole log
+            models.Index(fields=["target_type", "target_id", "created_at"], name="audit_target"),
+        ]
 
     def __str__(self):
         return f"{moment(self.created_at)} {self.actor or self.actor_label} {self.action}"

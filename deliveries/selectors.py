@@ -1,5 +1,6 @@
 """Reads for the deliveries pages: each fetches what its page shows in a fixed number of queries."""
 
+from collections import defaultdict
 from datetime import timedelta
 
 from django.db.models import Count, Prefetch, Q
@@ -12,10 +13,17 @@ DURATION_CHART_RUNS = 60
 SUCCESS_RATE_DAYS = 30
 
 
-def projects_with_latest_runs():
-    """Every project with `latest_runs`: its newest run per branch, newest first."""
-    latest = PipelineRun.objects.latest_per_branch().order_by("-created_at")
-    return Project.objects.prefetch_related(Prefetch("runs", queryset=latest, to_attr="latest_runs"))
+def projects_with_latest_runs() -> list[Project]:
+    """Every project with `latest_runs`: its newest run per branch, newest first. Two queries: the projects, and the
+    newest runs of every project together. Not a prefetch: its `project_id IN (...)` made SQLite read every run of
+    the projects through their index, rather than the few newest by their ids."""
+    latest = defaultdict(list)
+    for run in PipelineRun.objects.latest_per_branch().order_by("-created_at"):
+        latest[run.project_id].append(run)
+    projects = list(Project.objects.all())
+    for project in projects:
+        project.latest_runs = latest[project.pk]
+    return projects
 
 
 def recent_runs(limit: int = 12):

@@ -143,10 +143,12 @@ def staging_availability(run: PipelineRun) -> tuple[bool, str] | None:
 
 
 def open_promotion(project: Project) -> Promotion | None:
-    return (
-        Promotion.objects.filter(project=project, state__in=OPEN_PROMOTION_STATES)
-        .select_related("source_run").first()
-    )
+    """The project's open promotion, or None. There is at most one (promotion_one_open_per_project), so it is read
+    unordered: sorted newest first, SQLite walked every promotion of the project instead of its (project, state)
+    index."""
+    found = list(Promotion.objects.filter(project=project, state__in=OPEN_PROMOTION_STATES)
+                 .select_related("source_run").order_by()[:1])
+    return found[0] if found else None
 
 
 def refusal(run: PipelineRun) -> str:

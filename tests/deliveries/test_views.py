@@ -296,3 +296,22 @@ def test_project_page_reads_its_success_rate_from_an_index_range_and_counts_up_t
         assert range_reads(plan, "created_at") and not scans(plan, "pipelinerun"), (filters, plan)  # the 30 days
         # the count stops at the cap, and one more row, however the database reads them
         assert counted[0].endswith("LIMIT 101) subquery"), counted
+
+
+def test_home_reads_the_newest_runs_by_their_ids_not_every_run_of_the_projects(client, users, long_history):
+    from tests.plans import Executed, plan_of, scans
+
+    project = ProjectFactory(slug="shop")
+    long_history(project, other_projects=[ProjectFactory()])
+    client.force_login(users.developer)
+    with Executed() as executed:
+        page = client.get(reverse("home"))
+    assert page.status_code == 200 and b"feature/b" in page.content  # each project's newest run of each branch
+    (newest,) = [(sql, params) for sql, params in executed.reading("deliveries_pipelinerun") if "newest" in sql
+                 and '"deliveries_pipelinerun"."commit_sha"' in sql]
+    plan = plan_of(*newest)
+    # the few newest ids looked up by primary key: no read of a project's runs through run_project_created
+    assert "run_project_created" not in plan and not scans(plan, "pipelinerun"), plan
+    # Not narrowed by project afterwards: with that, SQLite without statistics (Django never gathers them) read every
+    # run of the projects through run_project_created (measured on the huge demo history by benchmarks/pages.py)
+    assert '"deliveries_pipelinerun"."project_id" IN' not in newest[0]

@@ -92,3 +92,19 @@ def test_it_needs_a_role(client, users, released):
     client.force_login(users.outsider)
     assert client.get(evidence_url(released)).status_code == 403
     assert client.get(reverse("promotion-evidence", args=["shop", 999999])).status_code in (403, 404)
+
+
+def test_a_promotions_decisions_are_read_by_their_index_not_through_the_whole_audit_log(released):
+    from deliveries.models import AuditEvent
+    from promotions.selectors import evidence_document
+    from tests.plans import Executed, plan_of, scans
+
+    # the log of a long history: every stage callback leaves an event
+    AuditEvent.objects.bulk_create([AuditEvent(project=released.project, action="stage.upserted", target_type="stage",
+                                               target_id=str(n)) for n in range(5000)], batch_size=1000)
+    with Executed() as executed:
+        document = evidence_document(released)
+    assert "promotion.released" in [event["action"] for event in document["audit"]]
+    ((sql, params),) = executed.reading("deliveries_auditevent")
+    plan = plan_of(sql, params)
+    assert "audit_target" in plan and not scans(plan, "auditevent"), plan
