@@ -44,7 +44,7 @@ def project_context(request, project, *, form=None) -> dict:
     history = selectors.run_history_stats(runs)
     return {
         "project": project,
-        # the history only grows: its count stops at the cap ("10,000+ runs"), a date filter reaches older runs
+        # the history only grows: its count stops at the cap ("1,000+ runs"), a date filter reaches older runs
         "page": CappedCountPaginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
         "branches": branches,
         "statuses": RunStatus.choices,

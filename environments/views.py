@@ -47,7 +47,7 @@ def environment_context(request, environment: Environment) -> dict:
         "environment": environment,
         "serving": sorted(selectors.with_health(selectors.current_deployments().filter(environment=environment)
                                                 .select_related("project")), key=lambda d: d.project.name),
-        # the deployments only grow: counted up to the cap ("10,000+ deployments")
+        # the deployments only grow: counted up to the cap ("1,000+ deployments")
         "page": CappedCountPaginator(selectors.environment_deployments(environment), DEPLOYMENTS_PER_PAGE).get_page(
             request.GET.get("page")),
         "freezes": selectors.coming_freezes(environment, now=now),

@@ -8,17 +8,19 @@ from django.utils.functional import cached_property
 
 
 class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows, plus one to know there are more (the database stops reading there), so page 1
-    costs the same with 100,000 runs as with 1,000. Past the cap the list offers the first COUNT_CAP rows' pages,
-    `capped` says there are more ("10,000+"), and a filter narrows the list to the rest."""
+    """Counts at most COUNT_CAP rows, plus one to know there are more (the database stops reading there), so a page
+    costs the same with 100,000 runs as with 3,000. Past the cap the list offers the first COUNT_CAP rows' pages,
+    `capped` says there are more ("1,000+", as GitLab caps its pipeline counts), and a filter narrows the list to
+    the rest. 1,000 rather than more: reading the cap's rows is most of a capped page's SQL (10,000 cost PostgreSQL
+    about 9 ms)."""
 
-    COUNT_CAP = 10_000
+    COUNT_CAP = 1_000
 
     @cached_property
     def counted(self) -> int:
-        # unordered: any COUNT_CAP + 1 rows tell as much as the first ones, and the database may take them from
-        # whichever index narrows the list
-        return self.object_list.order_by()[: self.COUNT_CAP + 1].count()
+        # In the list's own order, which its index answers from the start: unordered, PostgreSQL's cached (generic)
+        # plan for "environment = $1" read the whole deployments table when the environment had fewer rows than the cap.
+        return self.object_list[: self.COUNT_CAP + 1].count()
 
     @cached_property
     def count(self) -> int:

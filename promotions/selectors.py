@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from deliveries.models import (
@@ -142,12 +143,18 @@ def staging_availability(run: PipelineRun) -> tuple[bool, str] | None:
 # --- may this run be promoted? ---------------------------------------------------------------------------------
 
 
+# The open states written into the statement rather than bound as parameters: PostgreSQL's cached (generic) plan of
+# a prepared statement can then prove that the partial unique index promotion_one_open_per_project applies; with
+# bound states it read every promotion. Constants of the code, never input.
+IS_OPEN = RawSQL('"deliveries_promotion"."state" IN ({})'.format(  # noqa: S611
+    ", ".join(f"'{state}'" for state in OPEN_PROMOTION_STATES)), (), output_field=BooleanField())
+
+
 def open_promotion(project: Project) -> Promotion | None:
     """The project's open promotion, or None. There is at most one (promotion_one_open_per_project), so it is read
     unordered: sorted newest first, SQLite walked every promotion of the project instead of its (project, state)
     index."""
-    found = list(Promotion.objects.filter(project=project, state__in=OPEN_PROMOTION_STATES)
-                 .select_related("source_run").order_by()[:1])
+    found = list(Promotion.objects.filter(IS_OPEN, project=project).select_related("source_run").order_by()[:1])
     return found[0] if found else None
 
 

@@ -152,6 +152,6 @@ def waivers(request, slug):
 @role_required()
 def audit_log(request, slug):
     project = get_object_or_404(Project, slug=slug)
-    # the audit log only grows: counted up to the cap ("10,000+ events")
+    # the audit log only grows: counted up to the cap ("1,000+ events")
     page = CappedCountPaginator(selectors.project_audit(project), AUDIT_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "promotions/audit.html", {"project": project, "page": page})

@@ -18,6 +18,27 @@ def plan_of(sql: str, params=()) -> str:
         return "\n".join(str(row[-1]) for row in cursor.fetchall())
 
 
+def generic_plan_of(sql: str, params=()) -> str:
+    """On PostgreSQL, the plan it caches for a prepared statement once it stops planning for the values (the portal
+    prepares what a connection repeats): planned for no value in particular. SQLite has no such plan: its plan."""
+    if connection.vendor != "postgresql":
+        return plan_of(sql, params)
+    numbered = iter(range(1, len(params) + 1))
+    prepared = re.sub(r"(?<!%)%s", lambda _: f"${next(numbered)}", sql).replace("%%", "%")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE generic_plan_of AS {prepared}")
+        try:
+            from psycopg import sql as psycopg_sql  # the values written out: EXECUTE takes no bound parameters
+
+            values = psycopg_sql.SQL(", ").join(map(psycopg_sql.Literal, params)).as_string(cursor.cursor.connection)
+            cursor.execute("EXPLAIN EXECUTE generic_plan_of" + (f"({values})" if params else ""))
+            return "\n".join(str(row[-1]) for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE generic_plan_of")
+            cursor.execute("SET LOCAL plan_cache_mode = auto")
+
+
 def range_reads(plan: str, column: str) -> list[str]:
     """The lines of a plan where an index is read from a bound on `column`: SQLite's SEARCH (`column>?`,
     `column<?`), PostgreSQL's Index Cond (`column >= ...`)."""

@@ -6,7 +6,7 @@ from tests.factories import ProjectFactory, UserFactory
 
 
 def test_the_open_promotion_is_read_by_project_and_state_not_through_every_promotion(long_history):
-    from tests.plans import Executed, plan_of, scans
+    from tests.plans import Executed, generic_plan_of, plan_of, scans
 
     project = ProjectFactory(slug="shop")
     runs = long_history(project, runs=2000)
@@ -20,5 +20,5 @@ def test_the_open_promotion_is_read_by_project_and_state_not_through_every_promo
     with Executed() as executed:
         assert selectors.open_promotion(project) == waiting
     ((sql, params),) = executed.reading("deliveries_promotion")
-    plan = plan_of(sql, params)
-    assert not scans(plan, "promotion") and "promotion_project_created" not in plan, plan
+    for plan in (plan_of(sql, params), generic_plan_of(sql, params)):  # also as PostgreSQL caches it, prepared
+        assert not scans(plan, "promotion") and "promotion_project_created" not in plan, plan
