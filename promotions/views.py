@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -41,7 +40,9 @@ def request_promotion(request, slug, run_id):
 @role_required()
 def promotion_list(request, slug):
     project = get_object_or_404(Project, slug=slug)
-    page = Paginator(selectors.project_promotions(project), PROMOTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    # the promotions only grow: counted up to the cap ("1,000+ promotions")
+    page = CappedCountPaginator(selectors.project_promotions(project), PROMOTIONS_PER_PAGE).get_page(
+        request.GET.get("page"))
     return render(request, "promotions/promotion_list.html", {"project": project, "page": page})
 
 

@@ -328,3 +328,21 @@ def test_every_page_says_when_gitlab_is_simulated(client, users, settings, world
     for url in (reverse("home"), reverse("promotion-list", args=["shop"])):
         body = client.get(url).content.decode()
         assert "<strong>simulated GitLab</strong>" in body, url
+
+
+def test_the_promotion_list_counts_up_to_a_cap(client, world, dana, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.pagination import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "COUNT_CAP", 1)
+    open_one = requested(world, dana)
+    Promotion.objects.bulk_create([Promotion(project=world.project, source_run=open_one.source_run, requested_by=dana,
+                                             state=PromotionState.REJECTED) for _ in range(2)])
+    client.force_login(dana)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(reverse("promotion-list", args=[world.project.slug])).content.decode()
+    counts = [q["sql"] for q in queries if "COUNT(*)" in q["sql"] and "deliveries_promotion" in q["sql"]]
+    assert counts and all("LIMIT 2" in sql for sql in counts), counts  # the cap, and one more
+    assert "Page 1 of 1+ · 1+ promotions: the newest are paged, the admin lists older ones" in strip_tags(body)
