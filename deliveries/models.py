@@ -152,10 +152,10 @@ def run_label(*, build_number: int | None, pk: int) -> str:
 
 
 class PipelineRunQuerySet(models.QuerySet):
-    def latest_per_branch(self):
+    def latest_per_branch(self, project=None):
         """The newest run (highest id) of every (project, branch), one index probe per branch (run_project_branch_id);
-        filter it afterwards (by project, say)."""
-        return self.filter(newest_per_key(PipelineRun, "branch"))
+        the given project's only, when one is."""
+        return self.filter(newest_per_key(PipelineRun, "branch", project_id=project.pk if project else None))
 
 
 class PipelineRun(models.Model):

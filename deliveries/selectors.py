@@ -79,7 +79,7 @@ def run_history_stats(runs, *, now=None) -> dict:
 def project_branches(project) -> list[str]:
     """The branches the project has runs of, by name: one per newest run of a branch, so that the database probes
     an index once per branch instead of reading every run."""
-    newest = PipelineRun.objects.latest_per_branch().filter(project=project)
+    newest = PipelineRun.objects.latest_per_branch(project)
     return list(newest.order_by("branch").values_list("branch", flat=True))
 
 

@@ -93,7 +93,7 @@ def record_check(*, environment: Environment, project: Project | None, url: str,
 
 def record_reported_check(*, project: Project, environment: Environment, url: str, result: Probe) -> AvailabilityCheck:
     """A check Jenkins made (its availability stage), kept against what the project runs there now."""
-    serving = first(Deployment.objects.current_per_environment().filter(project=project, environment=environment))
+    serving = first(Deployment.objects.current_per_environment(project).filter(environment=environment))
     return record_check(environment=environment, project=project, deployment=serving, url=url, result=result,
                         source=CheckSource.JENKINS)
 

@@ -149,11 +149,12 @@ class DeploymentStatus(models.TextChoices):
 
 
 class DeploymentQuerySet(models.QuerySet):
-    def current_per_environment(self):
+    def current_per_environment(self, project=None):
         """The newest successful deployment (highest id) of every (project, environment): what runs there now.
-        One index probe per pair (deploy_current), whatever the history's length; filter it afterwards (by project
-        or environment)."""
-        newest = newest_per_key(Deployment, "environment", where="r.status = %s", params=(DeploymentStatus.SUCCESS,))
+        One index probe per pair (deploy_current), whatever the history's length; the given project's only, when
+        one is."""
+        newest = newest_per_key(Deployment, "environment", where="r.status = %s", params=(DeploymentStatus.SUCCESS,),
+                                project_id=project.pk if project else None)
         return self.filter(newest)
 
 

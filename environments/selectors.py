@@ -89,9 +89,8 @@ def current_deployments(project=None):
     """What runs in each (project, environment) now, with the health of its latest check; one project's when
     given (the filter goes inside the per-environment grouping, so only its deployments are scanned)."""
     latest = AvailabilityCheck.objects.filter(project=OuterRef("project"), environment=OuterRef("environment"))
-    deployments = Deployment.objects.filter(project=project) if project is not None else Deployment.objects
     return (
-        deployments.current_per_environment()
+        Deployment.objects.current_per_environment(project)
         .select_related("source_run", "deployed_by", "environment")
         .annotate(latest_check_id=Subquery(latest.order_by("-checked_at", "-id").values("id")[:1]))
     )

@@ -14,9 +14,11 @@ from django.db.models import BooleanField, F, Func
 from django.db.models.expressions import RawSQL
 
 
-def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> Func:
+def newest_per_key(model, key: str, *, where: str = "", params: tuple = (), project_id: int | None = None) -> Func:
     """A filter for `model`: the row is the newest (highest id) of its (project, key). `key` is a field of `model`;
-    `where` (with `params`) narrows the rows that count, named `r`: "r.status = %s"."""
+    `where` (with `params`) narrows the rows that count, named `r`: "r.status = %s". With `project_id`, that
+    project's only: the scan starts from it (filtered afterwards by project instead, SQLite without statistics read
+    every row of the project through its index to keep the few ids)."""
     quote = connection.ops.quote_name
     project_field = model._meta.get_field("project")
     table, project, key = (quote(model._meta.db_table), quote(project_field.column),
@@ -28,7 +30,7 @@ def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> F
         WITH RECURSIVE newest(project_id, id) AS (
             SELECT p.id, (SELECT r.id FROM {table} r WHERE r.{project} = p.id {narrow}
                           ORDER BY r.{key}, r.id DESC LIMIT 1)
-            FROM {projects} p
+            FROM {projects} p {"WHERE p.id = %s" if project_id is not None else ""}
             UNION ALL
             SELECT n.project_id, (SELECT r.id FROM {table} r WHERE r.{project} = n.project_id {narrow}
                                   AND r.{key} > (SELECT last.{key} FROM {table} last WHERE last.id = n.id)
@@ -37,7 +39,8 @@ def newest_per_key(model, key: str, *, where: str = "", params: tuple = ()) -> F
         )
         SELECT id FROM newest WHERE id IS NOT NULL
     """  # noqa: S608
-    ids = RawSQL(sql, (*params, *params))  # noqa: S611 - names from model meta, values as parameters
+    seed = (*params, *(() if project_id is None else (project_id,)))
+    ids = RawSQL(sql, (*seed, *params))  # noqa: S611 - names from model meta, values as parameters
     if connection.vendor == "postgresql":
         # PostgreSQL guesses hundreds of rows from a recursive query, and may then read the whole table to join
         # them; an ARRAY is computed first, and its few ids are then looked up by primary key.

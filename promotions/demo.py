@@ -49,8 +49,7 @@ def request_waiting_promotions(*, projects: list[Project]) -> int:
 
 def is_dev_head(run: PipelineRun) -> bool:
     """The run is the newest of its project's dev branch, whatever their outcomes: what dev's head is."""
-    return PipelineRun.objects.latest_per_branch().filter(project_id=run.project_id, branch=run.project.dev_branch,
-                                                          pk=run.pk).exists()
+    return PipelineRun.objects.latest_per_branch(run.project).filter(branch=run.project.dev_branch, pk=run.pk).exists()
 
 
 def choose_run(project: Project, *, finished_by: datetime | None = None) -> PipelineRun | None:

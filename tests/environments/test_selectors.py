@@ -154,3 +154,22 @@ def test_what_production_runs_now_is_read_from_the_end_of_each_environments_inde
     plan = plan_of(sql, params)
     assert "deploy_project_env_finished" in plan and not scans(plan, "deployment"), plan
     assert not scans(plan, "pipelinerun"), plan  # the run of the one deployment chosen, by its key
+
+
+def test_what_one_project_runs_is_read_from_that_project_only(long_history):
+    from tests.plans import Executed, deploy_history, plan_of, scans
+
+    project = ProjectFactory()
+    production = EnvironmentFactory(slug="production", tier="production", order=3)
+    staging = EnvironmentFactory(slug="staging", tier="staging", order=2)
+    deploy_history(long_history(project, other_projects=[ProjectFactory()]), production=production, staging=staging)
+    with Executed() as executed:
+        current = list(selectors.current_deployments(project))
+    assert {d.environment.slug for d in current} == {"production", "staging"} and {d.project for d in current} == {
+        project}
+    (sql, params), = executed.reading("environments_deployment")
+    # the loose index scan starts from the project, not from every project narrowed afterwards: that made SQLite
+    # without statistics read every deployment of the project through its index (benchmarks/pages.py, huge scale)
+    assert 'FROM "deliveries_project" p WHERE p.id = ' in sql and '"environments_deployment"."project_id" =' not in sql
+    plan = plan_of(sql, params)
+    assert not scans(plan, "deployment") and "deploy_project_env_finished" not in plan, plan
