@@ -440,9 +440,6 @@ class Promotion(models.Model):
         indexes = [
             models.Index(fields=["state", "-created_at"], name="promotion_state_created"),
             models.Index(fields=["project", "-created_at"], name="promotion_project_created"),
-            # the project's open promotion (project page, promotion panel): promotion_one_open_per_project is partial,
-            # and SQLite cannot match its condition to the query's bound parameters, so it would read every promotion
-            models.Index(fields=["project", "state"], name="promotion_project_state"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import BooleanField, Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -143,17 +144,17 @@ def staging_availability(run: PipelineRun) -> tuple[bool, str] | None:
 # --- may this run be promoted? ---------------------------------------------------------------------------------
 
 
-# The open states written into the statement rather than bound as parameters: PostgreSQL's cached (generic) plan of
-# a prepared statement can then prove that the partial unique index promotion_one_open_per_project applies; with
-# bound states it read every promotion. Constants of the code, never input.
-IS_OPEN = RawSQL('"deliveries_promotion"."state" IN ({})'.format(  # noqa: S611
-    ", ".join(f"'{state}'" for state in OPEN_PROMOTION_STATES)), (), output_field=BooleanField())
+# The open states written into the statement rather than bound as parameters, so that both databases can prove the
+# partial unique index promotion_one_open_per_project applies: with bound states SQLite walked every promotion of the
+# project, and PostgreSQL's cached (generic) plan of the prepared statement scanned the table. Constants, never input.
+IS_OPEN = RawSQL('{}."state" IN ({})'.format(  # noqa: S611
+    connection.ops.quote_name(Promotion._meta.db_table), ", ".join(f"'{state}'" for state in OPEN_PROMOTION_STATES)),
+    (), output_field=BooleanField())
 
 
 def open_promotion(project: Project) -> Promotion | None:
-    """The project's open promotion, or None. There is at most one (promotion_one_open_per_project), so it is read
-    unordered: sorted newest first, SQLite walked every promotion of the project instead of its (project, state)
-    index."""
+    """The project's open promotion, or None: at most one (promotion_one_open_per_project), read unordered through
+    that index."""
     found = list(Promotion.objects.filter(IS_OPEN, project=project).select_related("source_run").order_by()[:1])
     return found[0] if found else None
 
