@@ -52,11 +52,11 @@ CMD ["python", "manage.py", "qcluster"]
 # control socket: nothing in the container uses it, and the user has no home to put it in.
 FROM runtime AS web
 LABEL org.opencontainers.image.description="delivery portal web (gunicorn, whitenoise)"
-ENV PORT=8000 \
-    WEB_CONCURRENCY=2
+# Workers: one more than the CPUs (portal.gunicorn_conf), or WEB_CONCURRENCY.
+ENV PORT=8000
 EXPOSE 8000
 # /healthz answers 200 when the database does. The Host header is the first of ALLOWED_HOSTS ('*' and
 # '.example.com' patterns made concrete) so that Django does not refuse the probe itself.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.').replace('*', '') or 'localhost'; u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), headers={'Host': h}), timeout=4)"]
-CMD ["sh", "-c", "exec gunicorn -c python:portal.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} --no-control-socket portal.wsgi"]
+CMD ["sh", "-c", "exec gunicorn -c python:portal.gunicorn_conf --bind 0.0.0.0:${PORT} --no-control-socket portal.wsgi"]

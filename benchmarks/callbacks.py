@@ -14,11 +14,13 @@ machine in CPU, and the ceiling that follows: the ratio a stage callback would r
 a minimal request does plus what PostgreSQL spends on its write (no work of the API's own, no wait on the disk).
 
 The targets: no stage lost or duplicated, no error, and at least 0.15 of the minimal view's rate. The stage
-upsert is plain ORM code under the run's row lock, the same on every database: simplicity over the last percent
-(on an idle 2-CPU machine the ceiling is about 0.5, which the single-statement PostgreSQL path this replaced did
-not reach either).
+upsert is the same code on every database, under the run's row lock: ORM writes, and one read written in SQL
+(deliveries.services.locked_stage: Django building it cost over a third of the callback's CPU). Simplicity over
+the last percent: on an idle 2-CPU machine the ceiling is about 0.5, which the single-statement PostgreSQL path
+this replaced did not reach either. gunicorn runs the portal's number of workers (portal.gunicorn_conf: one more
+than the CPUs) for both.
 
-    .venv/bin/python benchmarks/callbacks.py                      # 2 sync workers, 10 s per measure
+    .venv/bin/python benchmarks/callbacks.py                      # the portal's sync workers, 10 s per measure
     .venv/bin/python benchmarks/callbacks.py --worker-class gthread --threads 4
     .venv/bin/python benchmarks/callbacks.py --compare-workers    # sync and gthread, one after the other
     .venv/bin/python benchmarks/callbacks.py --no-prepared-statements  # DATABASE_PREPARED_STATEMENTS=false
@@ -46,6 +48,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, bench_line  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT))
+from portal.gunicorn_conf import workers as PORTAL_WORKERS  # noqa: E402
 
 DB_NAME = "portal_bench_callbacks"  # its own database: never portal or test_portal
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -414,7 +419,8 @@ def main() -> int:
                         help="seconds of warm-up before each measure, repeated for the stage callbacks until every "
                              "stage exists (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="measures of each, the median is kept (default 3)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--workers", type=int, default=PORTAL_WORKERS,
+                        help=f"gunicorn workers (default {PORTAL_WORKERS}, the portal's: portal.gunicorn_conf)")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
     parser.add_argument("--compare-workers", action="store_true", help="measure sync, then gthread")

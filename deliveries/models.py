@@ -1,9 +1,10 @@
+import functools
 import hashlib
 import hmac
 import secrets
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.urls import reverse
 from django.utils import timezone
 
@@ -114,11 +115,21 @@ class ProjectToken(models.Model):
     def is_live(cls, pk: int) -> bool:
         """Whether the token of this id is live now (neither revoked nor deleted): one read by primary key, on
         every API call, through the same LIVE condition as the lookup (the rule is written once)."""
-        return pk in LIVE_TOKEN_IDS.filter(pk=pk)
+        with connection.cursor() as cursor:
+            cursor.execute(live_token_sql(connection.vendor), [pk])
+            return cursor.fetchone() is not None
 
 
-# Built once, reading ids only: a third fewer instructions than an exists() query built on each call.
-LIVE_TOKEN_IDS = ProjectToken.objects.filter(ProjectToken.LIVE).values_list("pk", flat=True)
+@functools.cache
+def live_token_sql(vendor: str) -> str:
+    """The statement the ORM writes for "this token id, if LIVE", written once per process and database backend:
+    Django building it on each call cost a tenth of a stage callback's CPU. Its one parameter is the id."""
+    probe = 0
+    sql, params = ProjectToken.objects.filter(ProjectToken.LIVE, pk=probe).values("pk").query.sql_with_params()
+    if list(params) != [probe]:
+        # A LIVE condition with values of its own (a moment, say) would be frozen in the statement at its first use.
+        raise TypeError(f"ProjectToken.LIVE must not bind values of its own, it binds {list(params)[:-1]!r}")
+    return sql
 
 
 class RunStatus(models.TextChoices):

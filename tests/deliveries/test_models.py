@@ -67,6 +67,33 @@ def test_it_does_not_find_a_revoked_token():
     assert ProjectToken.find(token) is None
 
 
+def test_a_token_is_live_until_it_is_revoked_or_deleted():
+    from django.utils import timezone
+
+    live, _ = ProjectToken.issue(project=ProjectFactory())
+    revoked, _ = ProjectToken.issue(project=live.project, name="old")
+    ProjectToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    assert ProjectToken.is_live(live.pk) is True
+    assert ProjectToken.is_live(revoked.pk) is False
+    assert ProjectToken.is_live(live.pk + revoked.pk + 1) is False  # deleted, or never made
+
+
+def test_the_live_token_statement_refuses_a_live_condition_with_values_of_its_own(monkeypatch):
+    # The statement is written once: a value in LIVE (a moment) would be frozen at its first use.
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from deliveries import models
+
+    monkeypatch.setattr(ProjectToken, "LIVE", Q(revoked_at__isnull=True) | Q(revoked_at__gt=timezone.now()))
+    models.live_token_sql.cache_clear()
+    try:
+        with pytest.raises(TypeError, match="LIVE must not bind values"):
+            models.live_token_sql(connection.vendor)
+    finally:
+        models.live_token_sql.cache_clear()
+
+
 def test_audit_events_cannot_be_changed_or_deleted():
     event = AuditEvent.objects.create(actor_label="jenkins", action="run.started")
     event.action = "something else"
