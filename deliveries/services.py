@@ -42,6 +42,7 @@ from deliveries.models import (
 )
 from deliveries.statuses import RUN_ORDER, STAGE_ORDER
 from portal.inputs import DURATION_RANGE, MOMENT_RANGE, ascii_int, duration_in_range, moment_in_range
+from portal.queries import first
 
 MAX_BUILD_NUMBER = 2_147_483_647
 LOG_EXCERPT_CHARS = 10_000
@@ -141,15 +142,6 @@ def normalise_branch(branch: str) -> str:
         if branch.startswith(prefix):
             return branch[len(prefix):]
     return branch
-
-
-def first(queryset):
-    """The first row of a queryset, or None, without ordering unless the queryset asks for one (`.first()`
-    orders by the primary key, a bare queryset by the model's default ordering)."""
-    if not queryset.query.order_by:
-        queryset = queryset.order_by()
-    rows = list(queryset[:1])
-    return rows[0] if rows else None
 
 
 # --- Runs ------------------------------------------------------------------------------------------
@@ -404,8 +396,8 @@ def locked_stage(*, project: Project, build_number: int, name: str) -> Stage | N
 
     Written in SQL rather than built by the ORM, because it is the hottest read of the portal: every callback
     for a known stage runs it, and Django building it (a join, two models, both rows locked) cost over a
-    third of the callback's CPU, 2.7 of 8.0 million instructions (benchmarks/callbacks_instructions.py): the
-    difference between meeting the rate target of benchmarks/callbacks.py or not. It holds no rule (those stay in
+    third of the callback's CPU, 2.7 of 8.0 million instructions (benchmarks/callbacks_instructions.py), the
+    largest part of the gap to the rate target of benchmarks/callbacks.py. It holds no rule (those stay in
     merge_stage and merge_run); its values go through Django's converters, as the ORM's would.
     """
     sql, converters = locked_stage_statement(connection.vendor)
@@ -414,13 +406,11 @@ def locked_stage(*, project: Project, build_number: int, name: str) -> Stage | N
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row)
-    for position, column_converters in converters:
-        for convert in column_converters:
-            values[position] = convert(values[position], LOCKED_STAGE_COLUMNS[position], connection)
+    if converters:
+        row = next(plain_compiler().apply_converters([row], converters))
     split = len(LOCKED_STAGE_FIELDS)
-    stage = Stage.from_db(connection.alias, LOCKED_STAGE_FIELDS, values[:split])
-    stage.run = PipelineRun.from_db(connection.alias, LOCKED_RUN_FIELDS, values[split:])
+    stage = Stage.from_db(connection.alias, LOCKED_STAGE_FIELDS, row[:split])
+    stage.run = PipelineRun.from_db(connection.alias, LOCKED_RUN_FIELDS, row[split:])
     return stage
 
 
@@ -435,7 +425,7 @@ LOCKED_STAGE_COLUMNS = [
 
 
 @functools.cache
-def locked_stage_statement(vendor: str) -> tuple[str, list[tuple[int, list]]]:
+def locked_stage_statement(vendor: str) -> tuple[str, dict]:
     """The SQL of locked_stage on this database, and Django's converters of each column that has any, as the ORM
     would apply them (SQLite's datetimes have no time zone; PostgreSQL needs none here). Made once per database
     backend: both depend on it and the settings, not on the connection.
@@ -449,9 +439,12 @@ def locked_stage_statement(vendor: str) -> tuple[str, list[tuple[int, list]]]:
            " WHERE r.project_id = %s AND r.build_number = %s AND s.name = %s")
     if connection.features.has_select_for_update_of:
         sql += " " + connection.ops.for_update_sql(of=("r", "s"))
-    converters = ((position, connection.ops.get_db_converters(column) + column.get_db_converters(connection))
-                  for position, column in enumerate(LOCKED_STAGE_COLUMNS))
-    return sql, [(position, found) for position, found in converters if found]
+    return sql, plain_compiler().get_converters(LOCKED_STAGE_COLUMNS)
+
+
+def plain_compiler():
+    """Django's compiler of this connection, for its converters only, as its raw querysets use it (no query)."""
+    return connection.ops.compiler("SQLCompiler")(None, connection, connection.alias)
 
 
 STAGE_FIELDS = ("status", "order", "started_at", "finished_at", "log_excerpt")

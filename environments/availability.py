@@ -17,9 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Project
-from deliveries.services import first
 from environments.models import AvailabilityCheck, CheckSource, Deployment, DeploymentStatus, Environment
 from environments.selectors import check_interval
+from portal.queries import first
 
 PROBE_TIMEOUT = (3.0, 5.0)  # seconds to connect, then to read: a health URL answers fast or counts as down
 ERROR_CHARS = 500

@@ -17,7 +17,6 @@ from django_q.tasks import async_task
 
 from deliveries.audit import audit
 from deliveries.models import Artifact, PipelineRun, Project
-from deliveries.services import first
 from environments.models import (
     AUTOMATIC_ROLLBACK_LABEL,
     Deployment,
@@ -29,6 +28,7 @@ from environments.selectors import active_freeze
 from environments.services import STEP_LOG_CHARS, previous_success
 from environments.signals import deployment_succeeded
 from portal.formats import moment
+from portal.queries import first
 
 IN_FLIGHT = (DeploymentStatus.PENDING, DeploymentStatus.RUNNING)
 

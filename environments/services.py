@@ -10,10 +10,11 @@ from django.utils import timezone
 
 from deliveries.audit import audit
 from deliveries.models import Artifact, PipelineRun, Project
-from deliveries.services import Changes, first, locked_run
+from deliveries.services import Changes, locked_run
 from deliveries.statuses import StatusOrder
 from environments.models import Deployment, DeploymentKind, DeploymentStatus, Environment
 from environments.signals import deployment_succeeded
+from portal.queries import first
 
 # The one ordering rule (deliveries.statuses), with one step more: the portal's rollback is final.
 DEPLOYMENT_ORDER = StatusOrder(

@@ -21,6 +21,7 @@ from deliveries.models import (
 from environments import selectors as environment_selectors
 from environments.models import AvailabilityCheck, Deployment, DeploymentStatus, Tier
 from portal.formats import moment
+from portal.queries import first
 from promotions import gates
 from scanners import selectors as scanner_selectors
 from scanners.models import (
@@ -155,8 +156,7 @@ IS_OPEN = RawSQL('{}."state" IN ({})'.format(  # noqa: S611
 def open_promotion(project: Project) -> Promotion | None:
     """The project's open promotion, or None: at most one (promotion_one_open_per_project), read unordered through
     that index."""
-    found = list(Promotion.objects.filter(IS_OPEN, project=project).select_related("source_run").order_by()[:1])
-    return found[0] if found else None
+    return first(Promotion.objects.filter(IS_OPEN, project=project).select_related("source_run"))
 
 
 def refusal(run: PipelineRun) -> str:

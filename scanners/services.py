@@ -30,8 +30,9 @@ from django_q.tasks import async_task
 
 from deliveries.audit import audit
 from deliveries.models import PipelineRun, Project
-from deliveries.services import check_build_number, first, locked_run
+from deliveries.services import check_build_number, locked_run
 from portal.bulk import insert_rows
+from portal.queries import first
 from scanners import selectors
 from scanners.models import (
     STUCK_STATUSES,
