@@ -14,8 +14,9 @@ machine in CPU, and the ceiling that follows: the ratio a stage callback would r
 a minimal request does plus what PostgreSQL spends on its write (no work of the API's own, no wait on the disk).
 
 The targets: no stage lost or duplicated, no error, and at least 0.15 of the minimal view's rate. The stage
-upsert is the same code on every database, under the run's row lock: ORM writes, and one read written in SQL
-(deliveries.services.locked_stage: Django building it cost over a third of the callback's CPU). Simplicity over
+upsert is the same code on every database, under the run's row lock: one read written in SQL
+(deliveries.services.locked_stage: Django building it cost over a third of the callback's CPU), and the stage's
+UPDATE and the audit event's INSERT in statements made once per process (portal.queries). Simplicity over
 the last percent: on an idle 2-CPU machine the ceiling is about 0.5, which the single-statement PostgreSQL path
 this replaced did not reach either. gunicorn runs the portal's number of workers (portal.gunicorn_conf: one more
 than the CPUs) for both.
@@ -267,7 +268,7 @@ def parse_wrk(out: str) -> dict:
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)  # the distribution's line, not a +/- Stdev share
     return {
         "rps": float(rps.group(1)) if rps else 0.0,
         "requests": int(total.group(1)) if total else 0,

@@ -42,7 +42,7 @@ from deliveries.models import (
 )
 from deliveries.statuses import RUN_ORDER, STAGE_ORDER
 from portal.inputs import DURATION_RANGE, MOMENT_RANGE, ascii_int, duration_in_range, moment_in_range
-from portal.queries import first
+from portal.queries import first, update_row
 
 MAX_BUILD_NUMBER = 2_147_483_647
 LOG_EXCERPT_CHARS = 10_000
@@ -371,7 +371,7 @@ def upsert_stage(*, project: Project, build_number: int, name: str, fields: dict
         if created:
             stage.save(force_insert=True)
         elif changed:
-            stage.save(update_fields=changed)
+            update_row(stage, changed)  # every callback for a known stage: the statement is made once
         run_changed = []
         if stage.status != StageStatus.PENDING and not run.is_finished:
             run_changed = merge_run(run, {"status": RunStatus.RUNNING, "started_at": stage.started_at}, now=now)
